@@ -1,0 +1,178 @@
+"""Frozen dataclass configs of every stage, and the `Recipe` that holds them all.
+
+No TensorFlow here. A recipe round-trips through JSON unchanged (`Recipe.from_dict(r.to_dict()) == r`);
+the resolved recipe is written beside every output as `recipe.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from pathlib import Path
+
+from .errors import InputError
+from .tokenizer import TokenizerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """How the teacher is built and trained.
+
+    `kind`: "minilm" (the bundled pretrained encoder + a trained head) or "keras" (a model
+    file given as `model_path`, whose outputs are logits over the task's labels).
+    """
+
+    kind: str = "minilm"
+    model_path: str | None = None
+    sequence_length: int = 48
+    batch_size: int = 256
+    fine_tune: bool = False
+    fine_tune_epochs: int = 2
+    fine_tune_learning_rate: float = 3e-5
+    head_epochs: int = 60
+    head_learning_rate: float = 3e-3
+    head_batch_size: int = 256
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentConfig:
+    """A small text classifier over the student vocabulary.
+
+    `family`: "cnn" (embedding -> parallel Conv1D of several widths -> global max pool -> MLP)
+    or "bag" (embedding -> global average pool -> MLP).
+    """
+
+    family: str = "cnn"
+    embedding_dim: int = 64
+    filters: int = 128
+    kernel_sizes: tuple[int, ...] = (1, 2, 3)
+    hidden_units: int = 256
+    dropout: float = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """L = alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T)."""
+
+    alpha: float = 0.3
+    temperature: float = 4.0
+    epochs: int = 12
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneConfig:
+    target_sparsity: float = 0.5
+    epochs: int = 4
+    learning_rate: float = 5e-4
+    end_fraction: float = 0.75  # the target is reached after this share of the pruning steps
+
+
+@dataclasses.dataclass(frozen=True)
+class QATConfig:
+    epochs: int = 3
+    learning_rate: float = 2e-4
+    preserve_sparsity: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig:
+    calibration_samples: int = 500
+    require_integer_only: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Stages:
+    """Which stages run. Without `qat` the INT8 file comes from post-training quantization."""
+
+    distill: bool = True
+    prune: bool = True
+    qat: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    name: str = "int8-pruned-50"
+    seed: int = 0
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig()
+    prune: PruneConfig = PruneConfig()
+    qat: QATConfig = QATConfig()
+    convert: ConvertConfig = ConvertConfig()
+    stages: Stages = Stages()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "recipe") -> "Recipe":
+        return _build(cls, data, source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Recipe":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: recipe file not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: recipe is not valid JSON ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    def replace(self, **changes) -> "Recipe":
+        return dataclasses.replace(self, **changes)
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected an object for {cls.__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        sub = f"{where}.{key}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, sub)
+        else:
+            kwargs[key] = _coerce(value, hint, sub)
+    return cls(**kwargs)
+
+
+def _coerce(value, hint, where: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], where) for v in value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise InputError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,188 @@
+"""Labelled text data: CLINC150 (bundled under `calibration_data/`) and user files.
+
+No TensorFlow here: the runtime harness reads data with this module too.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+OOS_LABEL = "oos"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CALIBRATION_DIR = REPO_ROOT / "calibration_data"
+CLINC150_FILE = CALIBRATION_DIR / "clinc150" / "data_full.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TextSplit:
+    """Texts and their string labels."""
+
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def label_ids(self, label_names: Sequence[str], source: str = "data") -> np.ndarray:
+        index = {name: i for i, name in enumerate(label_names)}
+        unknown = sorted({lab for lab in self.labels if lab not in index})
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:5])
+            more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
+            raise InputError(
+                f"{source}: labels not in the model's label set: {shown}{more}"
+            )
+        return np.array([index[lab] for lab in self.labels], dtype=np.int32)
+
+    def take(self, indices: Sequence[int]) -> "TextSplit":
+        return TextSplit(
+            tuple(self.texts[i] for i in indices), tuple(self.labels[i] for i in indices)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TextDataset:
+    train: TextSplit
+    val: TextSplit
+    test: TextSplit
+    label_names: tuple[str, ...]
+    oos_label: str | None = OOS_LABEL
+    name: str = "clinc150"
+
+
+def _pairs(obj, key: str, path: Path) -> TextSplit:
+    rows = obj.get(key)
+    if not isinstance(rows, list):
+        raise InputError(f"{path}: expected a list under key {key!r} of [text, intent] pairs")
+    texts, labels = [], []
+    for i, row in enumerate(rows):
+        if not (isinstance(row, list) and len(row) == 2 and all(isinstance(v, str) for v in row)):
+            raise InputError(f"{path}: {key}[{i}] is not a [text, intent] pair of strings")
+        texts.append(row[0])
+        labels.append(row[1])
+    return TextSplit(tuple(texts), tuple(labels))
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise InputError(f"{path}: data file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_clinc150(path: str | os.PathLike = CLINC150_FILE) -> TextDataset:
+    """CLINC150 "full", oos-train scheme: out-of-scope is class `oos` in every split."""
+    path = Path(path)
+    obj = _read_json(path)
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: expected a CLINC150 JSON object with train/val/test lists")
+    splits = {}
+    for split in ("train", "val", "test"):
+        ins = _pairs(obj, split, path)
+        oos = _pairs(obj, f"oos_{split}", path) if f"oos_{split}" in obj else TextSplit((), ())
+        splits[split] = TextSplit(ins.texts + oos.texts, ins.labels + oos.labels)
+    intents = sorted({lab for lab in splits["train"].labels if lab != OOS_LABEL})
+    label_names = tuple(intents + ([OOS_LABEL] if OOS_LABEL in splits["train"].labels else []))
+    return TextDataset(
+        splits["train"], splits["val"], splits["test"], label_names,
+        oos_label=OOS_LABEL if OOS_LABEL in label_names else None, name=path.stem,
+    )
+
+
+TEXT_COLUMNS = ("text", "utterance", "sentence", "query")
+LABEL_COLUMNS = ("label", "intent", "category", "class")
+
+
+def _pick(columns: Sequence[str], wanted: str | None, defaults: Sequence[str], what: str, path: Path) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise InputError(
+                f"{path}: no {what} column {wanted!r}; columns found: {', '.join(columns)}"
+            )
+        return wanted
+    for name in defaults:
+        if name in columns:
+            return name
+    raise InputError(
+        f"{path}: no {what} column (looked for {', '.join(defaults)}); "
+        f"columns found: {', '.join(columns)}; name it with --{what}-column"
+    )
+
+
+def load_text_file(
+    path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None
+) -> TextSplit:
+    """Labelled texts from CSV, TSV, JSONL or a CLINC-style JSON (its `test` + `oos_test`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: data file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        obj = _read_json(path)
+        if isinstance(obj, dict) and "test" in obj:
+            ins = _pairs(obj, "test", path)
+            oos = _pairs(obj, "oos_test", path) if "oos_test" in obj else TextSplit((), ())
+            return TextSplit(ins.texts + oos.texts, ins.labels + oos.labels)
+        raise InputError(f"{path}: JSON data must be CLINC-style (keys test/oos_test); use JSONL for rows")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    rows: list[dict] = []
+    if suffix in (".jsonl", ".ndjson"):
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}: line {n} is not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}: line {n} is not a JSON object")
+            rows.append(row)
+        columns = sorted({k for r in rows for k in r})
+    elif suffix in (".csv", ".tsv", ".txt"):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        reader = csv.DictReader(raw.splitlines(), delimiter=delimiter)
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+    else:
+        raise InputError(f"{path}: unsupported data format {suffix!r} (expected .csv, .tsv, .jsonl or .json)")
+    if not rows:
+        raise InputError(f"{path}: no rows")
+    tcol = _pick(columns, text_column, TEXT_COLUMNS, "text", path)
+    lcol = _pick(columns, label_column, LABEL_COLUMNS, "label", path)
+    texts, labels = [], []
+    for n, row in enumerate(rows, 1):
+        t, lab = row.get(tcol), row.get(lcol)
+        if t is None or lab is None:
+            raise InputError(f"{path}: row {n} lacks {tcol!r} or {lcol!r}")
+        texts.append(str(t))
+        labels.append(str(lab))
+    return TextSplit(tuple(texts), tuple(labels))
+
+
+def stratified_sample(labels: Sequence[str], n: int, seed: int = 0) -> np.ndarray:
+    """Indices of up to `n` rows, spread over labels in proportion (round-robin per label)."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_label.setdefault(lab, []).append(i)
+    queues = [list(rng.permutation(v)) for _, v in sorted(by_label.items())]
+    out: list[int] = []
+    while len(out) < min(n, len(labels)):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(int(q.pop()))
+    return np.array(sorted(out), dtype=np.int64)

@@ -1,0 +1,202 @@
+"""Load and run `.tflite` files with the LiteRT interpreter: numpy only, no TensorFlow.
+
+Backends, in order of preference: `ai-edge-litert` (default), `tflite_runtime` (when
+importable), and TensorFlow's own interpreter (only when TensorFlow is already imported, or
+asked for by name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeOptions:
+    """How the interpreter runs: threads, XNNPACK (LiteRT's default delegate) or reference kernels."""
+
+    threads: int = 1
+    xnnpack: bool = True
+    reference_kernels: bool = False
+    backend: str = "auto"
+
+
+def _interpreter_module(backend: str):
+    if backend in ("auto", "ai_edge_litert"):
+        try:
+            from ai_edge_litert import interpreter as mod
+
+            return "ai_edge_litert", mod
+        except ImportError:
+            if backend != "auto":
+                raise InputError("backend ai_edge_litert is not installed (pip install ai-edge-litert)") from None
+    if backend in ("auto", "tflite_runtime"):
+        try:
+            from tflite_runtime import interpreter as mod  # type: ignore[import-not-found]
+
+            return "tflite_runtime", mod
+        except ImportError:
+            if backend != "auto":
+                raise InputError("backend tflite_runtime is not installed") from None
+    if backend == "tensorflow" or (backend == "auto" and "tensorflow" in sys.modules):
+        import tensorflow as tf  # only when asked, or already loaded by the caller
+
+        return "tensorflow", tf.lite
+    if backend not in BACKENDS and backend != "auto":
+        raise InputError(f"--backend {backend!r} is not one of: auto, {', '.join(BACKENDS)}")
+    raise InputError("no TFLite interpreter found: pip install ai-edge-litert")
+
+
+def read_model_bytes(path: str | os.PathLike) -> bytes:
+    """Read a `.tflite` file and check that it is a TFLite flatbuffer before any use."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    data = path.read_bytes()
+    check_flatbuffer(data, str(path))
+    return data
+
+
+def check_flatbuffer(data: bytes, name: str) -> None:
+    if len(data) < 16:
+        raise InputError(f"{name}: not a TFLite model (file is {len(data)} bytes)")
+    if data[4:8] != b"TFL3":
+        raise InputError(f"{name}: not a TFLite model (no 'TFL3' file identifier)")
+    root = int.from_bytes(data[0:4], "little")
+    if root + 4 > len(data):
+        raise InputError(f"{name}: not a TFLite model (root offset {root} beyond the file's {len(data)} bytes)")
+
+
+class TFLiteModel:
+    """A loaded `.tflite` model: tensors described, inputs quantized and outputs dequantized."""
+
+    def __init__(self, model: str | os.PathLike | bytes, options: RuntimeOptions = RuntimeOptions()):
+        if isinstance(model, (bytes, bytearray)):
+            self.name = "<bytes>"
+            self.content = bytes(model)
+            check_flatbuffer(self.content, self.name)
+        else:
+            self.name = str(model)
+            self.content = read_model_bytes(model)
+        self.options = options
+        self.backend, mod = _interpreter_module(options.backend)
+        kwargs: dict = {"model_content": self.content, "num_threads": options.threads}
+        if self.backend != "tensorflow" or hasattr(mod, "experimental"):
+            resolver = getattr(mod, "OpResolverType", None) or getattr(getattr(mod, "experimental", None), "OpResolverType", None)
+            if resolver is not None:
+                if options.reference_kernels:
+                    kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_REF
+                elif not options.xnnpack:
+                    kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self.interpreter = mod.Interpreter(**kwargs)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise InputError(f"{self.name}: the interpreter cannot load it ({str(exc).splitlines()[0]})") from None
+        self.xnnpack_applied = self.options.xnnpack and not self.options.reference_kernels and self._has_delegate()
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise InputError(f"{self.name}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+        self.input = inputs[0]
+        self.output = outputs[0]
+        self._batch = int(self.input["shape"][0]) if len(self.input["shape"]) else 1
+
+    def _has_delegate(self) -> bool:
+        # XNNPACK replaces the nodes it takes with one delegate node named "DELEGATE".
+        try:
+            ops = self.interpreter._get_ops_details()
+        except Exception:  # noqa: BLE001 - older backends lack this private API
+            return self.options.xnnpack
+        return any("DELEGATE" in str(op.get("op_name", "")) for op in ops)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.input["shape"])
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.output["shape"])
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        dtype = self.input["dtype"]
+        if np.issubdtype(dtype, np.integer) and np.issubdtype(np.asarray(x).dtype, np.floating):
+            scale, zero = self.input["quantization"]
+            if scale:
+                info = np.iinfo(dtype)
+                return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        return np.asarray(x).astype(dtype)
+
+    def dequantize_output(self, q: np.ndarray) -> np.ndarray:
+        scale, zero = self.output["quantization"]
+        if np.issubdtype(q.dtype, np.integer) and scale:
+            return (q.astype(np.float32) - zero) * np.float32(scale)
+        return q.astype(np.float32)
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._batch:
+            shape = list(self.input_shape)
+            shape[0] = batch
+            self.interpreter.resize_tensor_input(self.input["index"], shape)
+            self.interpreter.allocate_tensors()
+            self.input = self.interpreter.get_input_details()[0]
+            self.output = self.interpreter.get_output_details()[0]
+            self._batch = batch
+
+    def invoke_raw(self, x: np.ndarray) -> np.ndarray:
+        """Run one batch already in the input's dtype; returns the raw (quantized) output."""
+        self._resize(len(x))
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+    def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Dequantized outputs for all rows of `x`, in batches (batch 1 if the model is fixed)."""
+        x = np.asarray(x)
+        expected = self.input_shape[1:]
+        if tuple(x.shape[1:]) != expected:
+            raise InputError(f"{self.name}: input rows have shape {tuple(x.shape[1:])}, the model expects {expected}")
+        sig = self.input.get("shape_signature")
+        if sig is None or len(sig) == 0 or int(sig[0]) != -1:
+            if self.input_shape[0] != 1:
+                batch_size = self.input_shape[0]
+        outs = []
+        for start in range(0, len(x), batch_size):
+            chunk = self.quantize_input(x[start:start + batch_size])
+            try:
+                outs.append(self.dequantize_output(self.invoke_raw(chunk)).copy())
+            except (ValueError, RuntimeError) as exc:
+                if batch_size == 1:
+                    raise InputError(f"{self.name}: invoke failed ({str(exc).splitlines()[0]})") from None
+                return self.predict(x, batch_size=1)  # a model that will not resize: batch 1
+        if not outs:
+            return np.zeros((0,) + self.output_shape[1:], np.float32)
+        return np.concatenate(outs, axis=0)
+
+
+def tensor_type_name(dtype) -> str:
+    return np.dtype(dtype).name
+
+
+def ops_with_types(model: TFLiteModel) -> list[dict]:
+    """Each op of the main graph with the dtypes of its input and output tensors."""
+    # A model without XNNPACK shows its real nodes; use one for this listing.
+    interp = model.interpreter
+    if model.xnnpack_applied:
+        interp = TFLiteModel(model.content, dataclasses.replace(model.options, xnnpack=False)).interpreter
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    out = []
+    for op in interp._get_ops_details():
+        def types(idxs: Sequence[int]) -> list[str]:
+            return [tensor_type_name(tensors[i]["dtype"]) for i in idxs if i >= 0 and i in tensors]
+        out.append({"op": op["op_name"], "inputs": types(op["inputs"]), "outputs": types(op["outputs"])})
+    return out

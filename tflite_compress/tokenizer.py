@@ -1,0 +1,220 @@
+"""WordPiece tokenization, in pure Python (no TensorFlow).
+
+One tokenizer serves training, calibration, validation and the on-device harness, and
+`android_demo/core` ports it line by line. The vocabulary itself is learned with keras-nlp
+(`learn_vocabulary`, which needs TensorFlow); tokenizing never does.
+
+Algorithm (the same as BERT's basic + WordPiece tokenizer, which keras-nlp follows):
+1. normalise: lowercase, then NFD and drop combining marks (accents);
+2. split on whitespace (dropped) and punctuation / CJK characters (kept, one token each);
+3. WordPiece: greedy longest-match-first; continuation pieces carry `suffix_indicator`;
+   a word with no full split, or longer than `max_chars_per_word`, becomes the unknown token;
+4. truncate to `sequence_length` (keep the start), pad with the pad id at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import unicodedata
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .files import atomic_write_text
+
+PAD_TOKEN = "[PAD]"
+UNK_TOKEN = "[UNK]"
+RESERVED_TOKENS = (PAD_TOKEN, UNK_TOKEN)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    """Settings of the student tokenizer; written into `model_info.json`."""
+
+    vocabulary_size: int = 8000
+    sequence_length: int = 32
+    lowercase: bool = True
+    strip_accents: bool = True
+    suffix_indicator: str = "##"
+    max_chars_per_word: int = 100
+
+    def to_info(self) -> dict:
+        return {
+            "type": "wordpiece",
+            "vocab_file": "vocab.txt",
+            "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents,
+            "suffix_indicator": self.suffix_indicator,
+            "max_chars_per_word": self.max_chars_per_word,
+            "pad_token": PAD_TOKEN,
+            "unk_token": UNK_TOKEN,
+            "pad_id": 0,
+            "unk_id": 1,
+            "sequence_length": self.sequence_length,
+            "truncation": "keep_first",
+            "padding": "end",
+        }
+
+
+def _is_punctuation(ch: str) -> bool:
+    cp = ord(ch)
+    # ASCII non-alphanumerics count as punctuation (as in BERT), e.g. "$", "^", "`".
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+def _is_cjk(ch: str) -> bool:
+    cp = ord(ch)
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2B73F
+        or 0x2B740 <= cp <= 0x2B81F
+        or 0x2B820 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
+    )
+
+
+def _is_whitespace(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) == "Zs"
+
+
+def _is_control(ch: str) -> bool:
+    if ch in "\t\n\r":
+        return False
+    return unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def normalize(text: str, lowercase: bool = True, strip_accents: bool = True) -> str:
+    """Lowercase and strip accents (NFD, drop category Mn); drop control characters."""
+    if lowercase:
+        text = text.lower()
+    if strip_accents:
+        text = unicodedata.normalize("NFD", text)
+        text = "".join(c for c in text if unicodedata.category(c) != "Mn")
+    return "".join(c for c in text if not _is_control(c) and c != "\ufffd" and c != "\x00")
+
+
+def split_words(text: str) -> list[str]:
+    """Split normalised text on whitespace; punctuation and CJK characters stand alone."""
+    words: list[str] = []
+    current: list[str] = []
+    for ch in text:
+        if _is_whitespace(ch):
+            if current:
+                words.append("".join(current))
+                current = []
+        elif _is_punctuation(ch) or _is_cjk(ch):
+            if current:
+                words.append("".join(current))
+                current = []
+            words.append(ch)
+        else:
+            current.append(ch)
+    if current:
+        words.append("".join(current))
+    return words
+
+
+class WordPieceTokenizer:
+    """Text -> fixed-length int32 token ids, from a `vocab.txt` (one token a line)."""
+
+    def __init__(self, vocab: Sequence[str], config: TokenizerConfig = TokenizerConfig()):
+        self.vocab = list(vocab)
+        self.config = config
+        if len(self.vocab) < 2 or self.vocab[0] != PAD_TOKEN or self.vocab[1] != UNK_TOKEN:
+            raise InputError(
+                f"vocabulary must start with {PAD_TOKEN!r}, {UNK_TOKEN!r}; "
+                f"got {self.vocab[:2]!r}"
+            )
+        self.token_to_id = {tok: i for i, tok in enumerate(self.vocab)}
+        if len(self.token_to_id) != len(self.vocab):
+            raise InputError("vocabulary has duplicate tokens")
+        self.pad_id = 0
+        self.unk_id = 1
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, config: TokenizerConfig = TokenizerConfig()):
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: vocabulary file not found (expected vocab.txt, one token a line)")
+        try:
+            vocab = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: vocabulary is not UTF-8 text ({exc.reason})") from None
+        try:
+            return cls(vocab, config)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+
+    def wordpiece(self, word: str) -> list[int]:
+        if len(word) > self.config.max_chars_per_word:
+            return [self.unk_id]
+        ids: list[int] = []
+        start = 0
+        while start < len(word):
+            end = len(word)
+            found = None
+            while start < end:
+                piece = word[start:end]
+                if start > 0:
+                    piece = self.config.suffix_indicator + piece
+                found = self.token_to_id.get(piece)
+                if found is not None:
+                    break
+                end -= 1
+            if found is None:
+                return [self.unk_id]
+            ids.append(found)
+            start = end
+        return ids
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of one text, unpadded and untruncated."""
+        norm = normalize(text, self.config.lowercase, self.config.strip_accents)
+        ids: list[int] = []
+        for word in split_words(norm):
+            ids.extend(self.wordpiece(word))
+        return ids
+
+    def encode(self, text: str) -> np.ndarray:
+        """Fixed-length int32 ids: truncated to the sequence length, padded with the pad id."""
+        length = self.config.sequence_length
+        ids = self.tokenize(text)[:length]
+        out = np.full((length,), self.pad_id, dtype=np.int32)
+        out[: len(ids)] = ids
+        return out
+
+    def encode_batch(self, texts: Iterable[str]) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self.config.sequence_length), dtype=np.int32)
+        for i, text in enumerate(texts):
+            out[i] = self.encode(text)
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_text(Path(path), "\n".join(self.vocab) + "\n")
+
+
+def learn_vocabulary(texts: Sequence[str], config: TokenizerConfig = TokenizerConfig()) -> list[str]:
+    """Learn a WordPiece vocabulary on `texts` with keras-nlp (imports TensorFlow)."""
+    import tensorflow as tf  # noqa: F401  (keras-nlp runs its vocab learner on tf.data)
+    import keras_nlp
+
+    ds = tf.data.Dataset.from_tensor_slices(list(texts))
+    vocab = keras_nlp.tokenizers.compute_word_piece_vocabulary(
+        ds,
+        vocabulary_size=config.vocabulary_size,
+        lowercase=config.lowercase,
+        strip_accents=config.strip_accents,
+        split=True,
+        suffix_indicator=config.suffix_indicator,
+        reserved_tokens=list(RESERVED_TOKENS),
+    )
+    return list(vocab)
