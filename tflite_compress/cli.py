@@ -106,5 +106,8 @@ def eval_cmd(model: Path, data_path: Path, text_column, label_column, min_accura
         sys.exit(1)
 
 
+from .commands_android import register as _register_android; _register_android(main)  # noqa: E402, E702
+
+
 if __name__ == "__main__":
     main()
