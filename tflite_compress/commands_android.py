@@ -60,3 +60,7 @@ def export_android_cmd(run_dir: Path, app_dir: Path, golden_path: Path | None, d
         lines.append(f"golden: {golden_path} ({c['cases']} cases: {c['clinc150_test']} CLINC150 test, "
                      f"{c['varied']} varied, {c['crafted']} crafted)")
     click.echo("\n".join(lines))
+
+
+if __name__ == "__main__":  # `python -m tflite_compress.commands_android RUN_DIR ...` (used by android.mk)
+    export_android_cmd(prog_name="tflite-compress export-android")

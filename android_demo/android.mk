@@ -1,0 +1,23 @@
+# android_demo targets, included by the main Makefile (`include android_demo/android.mk`).
+#   android-test       build android_demo/core and run its JUnit 5 golden tests (offline after the
+#                      first dependency download; about 5 s warm). `make test` runs this.
+#   android-golden     export $(ANDROID_RUN) into the app's assets and rewrite the golden files
+#                      from them, then re-run the JVM tests.
+#   android-typecheck  compile the app's Java sources (+ core) against real jars from Maven Central
+#                      (android-all, tensorflow-lite-api). A type check only: no APK is built here.
+ANDROID_PY ?= .venv/bin/python
+ANDROID_MVN ?= mvn
+ANDROID_RUN ?= runs/full1
+
+.PHONY: android-test android-golden android-typecheck
+
+android-test:
+	$(ANDROID_MVN) -q -B -f android_demo/core test
+
+android-golden:
+	$(ANDROID_PY) -m tflite_compress.commands_android $(ANDROID_RUN) --app android_demo/app \
+		--golden android_demo/golden/intent_golden.json
+	$(ANDROID_MVN) -q -B -f android_demo/core test
+
+android-typecheck:
+	$(ANDROID_MVN) -q -B -f android_demo/app/typecheck/pom.xml compile
