@@ -102,11 +102,11 @@ class FeatureCache:
         atomic_write_bytes(self.path(key), buf.getvalue())
 
 
-def _masked_mean_model(backbone, sequence_length: int):
+def _masked_mean_model(backbone):
     import keras
 
-    token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
-    padding_mask = keras.Input((sequence_length,), dtype="int32", name="padding_mask")
+    token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+    padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
     out = backbone({"token_ids": token_ids, "padding_mask": padding_mask,
                     "segment_ids": keras.ops.zeros_like(token_ids)})
     seq = out["sequence_output"]
@@ -128,7 +128,7 @@ class MiniLMTeacher:
 
         self.tokenizer = keras_nlp.models.BertTokenizer.from_preset(str(self.model_dir))
         self.backbone = keras_nlp.models.BertBackbone.from_preset(str(self.model_dir))
-        self.encoder = _masked_mean_model(self.backbone, config.sequence_length)
+        self.encoder = _masked_mean_model(self.backbone)
 
     @property
     def identity(self) -> str:
@@ -153,8 +153,21 @@ class MiniLMTeacher:
         return [ids, mask]
 
     def features(self, texts: Sequence[str], verbose: int = 1) -> np.ndarray:
-        x = self.encode_inputs(texts)
-        return np.asarray(self.encoder.predict(x, batch_size=self.config.batch_size, verbose=verbose))
+        """Pooled features, in batches of similar length (padded to a multiple of 8): ~3x
+        faster than padding every text to `sequence_length` on CLINC150's short utterances."""
+        from tqdm.auto import tqdm
+
+        ids, mask = self.encode_inputs(texts)
+        lengths = mask.sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        out = np.zeros((len(texts), self.backbone.hidden_dim), np.float32)
+        bs = self.config.batch_size
+        for start in tqdm(range(0, len(order), bs), desc="teacher features", unit="batch",
+                          disable=not verbose, leave=False):
+            rows = order[start:start + bs]
+            width = int(min(ids.shape[1], -(-int(lengths[rows].max()) // 8) * 8))
+            out[rows] = np.asarray(self.encoder.predict_on_batch([ids[rows, :width], mask[rows, :width]]))
+        return out
 
     def fine_tune(self, texts: Sequence[str], labels: np.ndarray, num_labels: int, verbose: int = 1):
         """Fine-tune encoder and a head together (slow on CPU: hours for CLINC150)."""
