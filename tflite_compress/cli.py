@@ -67,46 +67,34 @@ def demo(name: str, runs_dir: Path, recipe_path: Path | None, data_path: Path | 
     _emit(result.report, as_json, format_table(result.report) + f"\n\nwritten: {result.out_dir}/")
 
 
+from .commands_runtime import eval_command, runtime_options  # noqa: E402
+
+
 @main.command("eval")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
-              help="Labelled data: CSV/TSV/JSONL (text + label columns) or CLINC-style JSON (its test split).")
+              help="Labelled data: CSV/TSV/JSONL (text + label columns), CLINC-style JSON (its test split), "
+                   "or .npz with x (inputs) and y (integer class ids).")
 @click.option("--text-column", default=None, help="Text column (default: text, utterance, sentence or query).")
 @click.option("--label-column", default=None, help="Label column (default: label, intent, category or class).")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None,
               help="Gate: fail (exit 1) below this accuracy (in-scope accuracy when an oos label exists).")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON.")
-def eval_cmd(model: Path, data_path: Path, text_column, label_column, min_accuracy, threads, as_json) -> None:
+@click.option("--max-drop", type=click.FloatRange(0, 1), default=None,
+              help="Gate: fail (exit 1) if the metric is more than this below --baseline's.")
+@click.option("--baseline", type=click.Path(path_type=Path), default=None,
+              help="Another .tflite, or a Keras model file (.h5/.keras/SavedModel; needs TensorFlow), run on the same rows.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Rows per invoke (the input is resized when the model allows it, else batch 1).")
+@runtime_options
+def eval_cmd(model: Path, data_path: Path, text_column, label_column, min_accuracy, max_drop, baseline, batch_size,
+             threads, xnnpack, reference_kernels, backend, trust_model, probe_timeout_s, as_json) -> None:
     """Task metrics of MODEL.tflite on labelled data, in the LiteRT interpreter (no TensorFlow)."""
-    from .data import load_text_file
-    from .runtime import RuntimeOptions, evaluate_text, load_bundle
-
-    try:
-        bundle = load_bundle(model, RuntimeOptions(threads=threads))
-        split = load_text_file(data_path, text_column, label_column)
-        ev = evaluate_text(bundle, split.texts, split.labels, str(data_path))
-    except InputError as exc:
-        _fail(exc)
-    m = ev["metrics"]
-    key = "accuracy_in_scope" if "accuracy_in_scope" in m else "accuracy"
-    result = {"model": str(model), "data": str(data_path), "metric": key, **m,
-              "gate": None if min_accuracy is None else {"min_accuracy": min_accuracy, "passed": m[key] >= min_accuracy}}
-    lines = [f"{model}  on  {data_path}  ({m['samples']} samples)", f"  accuracy      {m['accuracy']:.4f}",
-             f"  macro-F1      {m['macro_f1']:.4f}"]
-    if "accuracy_in_scope" in m:
-        lines += [f"  in-scope acc  {m['accuracy_in_scope']:.4f}", f"  oos recall    {m['recall_out_of_scope']:.4f}"]
-    for c in m["most_confused"][:3]:
-        lines.append(f"  confused      {c['true']} -> {c['predicted']} ({c['count']})")
-    if min_accuracy is not None:
-        lines.append(f"  gate          {key} >= {min_accuracy}: {'PASS' if m[key] >= min_accuracy else 'FAIL'}")
-    _emit(result, as_json, "\n".join(lines))
-    if min_accuracy is not None and m[key] < min_accuracy:
-        click.echo(f"Gate missed: {key} {m[key]:.4f} < --min-accuracy {min_accuracy}", err=True)
-        sys.exit(1)
+    eval_command(model, data_path, text_column, label_column, min_accuracy, max_drop, baseline, batch_size,
+                 threads, xnnpack, reference_kernels, backend, trust_model, probe_timeout_s, as_json)
 
 
 from .commands_android import register as _register_android; _register_android(main)  # noqa: E402, E702
+from .commands_runtime import register as _register_runtime; _register_runtime(main)  # noqa: E402, E702
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..tokenizer import TokenizerConfig, WordPieceTokenizer
-from .interpreter import RuntimeOptions, TFLiteModel, ops_with_types, tensor_type_name
+from .interpreter import RuntimeOptions, TFLiteModel, load_model, ops_with_types, tensor_type_name
 
 INTEGER_TYPES = ("int8", "int32")
 
@@ -36,9 +36,14 @@ class ModelBundle:
         return self.info.get("oos_label")
 
 
-def load_bundle(model_path: str | os.PathLike, options: RuntimeOptions = RuntimeOptions()) -> ModelBundle:
+def load_bundle(model_path: str | os.PathLike, options: RuntimeOptions = RuntimeOptions(), trust_model: bool = True,
+                probe_timeout_s: float | None = None) -> ModelBundle:
+    """The model and its sidecar files. With `trust_model=False` the file is probed in a child process first."""
     model_path = Path(model_path)
-    model = TFLiteModel(model_path, options)
+    if trust_model:
+        model = TFLiteModel(model_path, options)
+    else:
+        model = load_model(model_path, options, trust_model=False, probe_timeout_s=probe_timeout_s)
     folder = model_path.parent
     info_path = folder / "model_info.json"
     info: dict = {}
@@ -47,29 +52,43 @@ def load_bundle(model_path: str | os.PathLike, options: RuntimeOptions = Runtime
             info = json.loads(info_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise InputError(f"{info_path}: not valid JSON ({exc.msg})") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{info_path}: not UTF-8 text") from None
         if not isinstance(info, dict):
             raise InputError(f"{info_path}: expected a JSON object")
     labels_path = folder / info.get("labels_file", "labels.txt")
     labels: list[str] = []
     if labels_path.is_file():
-        labels = labels_path.read_text(encoding="utf-8").splitlines()
+        try:
+            labels = labels_path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise InputError(f"{labels_path}: not UTF-8 text") from None
         n_out = model.output_shape[-1]
         if len(labels) != n_out:
             raise InputError(f"{labels_path}: {len(labels)} labels, but the model outputs {n_out} scores")
     tokenizer = None
     tok_info = info.get("tokenizer")
     if tok_info:
-        config = TokenizerConfig(
-            sequence_length=int(tok_info["sequence_length"]),
-            lowercase=bool(tok_info.get("lowercase", True)),
-            strip_accents=bool(tok_info.get("strip_accents", True)),
-            suffix_indicator=str(tok_info.get("suffix_indicator", "##")),
-            max_chars_per_word=int(tok_info.get("max_chars_per_word", 100)),
-        )
-        tokenizer = WordPieceTokenizer.from_file(folder / tok_info.get("vocab_file", "vocab.txt"), config)
+        if not isinstance(tok_info, dict) or "sequence_length" not in tok_info:
+            raise InputError(f"{info_path}: 'tokenizer' must be an object with a sequence_length")
+        try:
+            config = _tokenizer_config(tok_info)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{info_path}: bad tokenizer settings ({exc})") from None
+        tokenizer = WordPieceTokenizer.from_file(folder / str(tok_info.get("vocab_file", "vocab.txt")), config)
         if model.input_shape[-1] != config.sequence_length:
             raise InputError(f"{info_path}: sequence_length {config.sequence_length} does not match the model input {model.input_shape}")
     return ModelBundle(model, labels, info, tokenizer)
+
+
+def _tokenizer_config(tok_info: dict) -> TokenizerConfig:
+    return TokenizerConfig(
+        sequence_length=int(tok_info["sequence_length"]),
+        lowercase=bool(tok_info.get("lowercase", True)),
+        strip_accents=bool(tok_info.get("strip_accents", True)),
+        suffix_indicator=str(tok_info.get("suffix_indicator", "##")),
+        max_chars_per_word=int(tok_info.get("max_chars_per_word", 100)),
+        )
 
 
 def classification_metrics(
@@ -188,7 +207,27 @@ def evaluate_text(bundle: ModelBundle, texts: Sequence[str], labels: Sequence[st
     return {"metrics": metrics, "predictions": pred, "scores": scores}
 
 
+def label_names_for(bundle: ModelBundle) -> list[str]:
+    """The model's labels (labels.txt), or class ids "0".."n-1" when it has none."""
+    return list(bundle.labels) if bundle.labels else [str(i) for i in range(bundle.model.output_shape[-1])]
+
+
+def evaluate_arrays(bundle: ModelBundle, x: np.ndarray, y: np.ndarray, source: str = "data",
+                    batch_size: int = 64) -> dict:
+    """Run `x` (rows of model input) in batches and score against integer class ids `y`."""
+    names = label_names_for(bundle)
+    if len(y) and (y.min() < 0 or y.max() >= len(names)):
+        raise InputError(f"{source}: class ids must lie in [0, {len(names)}); found {int(y.min())}..{int(y.max())}")
+    scores = bundle.model.predict(x, batch_size=batch_size)
+    pred = scores.argmax(axis=1)
+    oos = bundle.oos_label if bundle.labels else None
+    return {"metrics": classification_metrics(y, pred, names, oos), "predictions": pred, "scores": scores}
+
+
 def inspect_model(model: TFLiteModel) -> dict:
+    """Input/output specs, ops with their dtypes and counts, float islands, sizes (and the `describe` keys)."""
+    from .inspection import describe
+
     ops = ops_with_types(model)
     counts: dict[str, int] = {}
     for op in ops:
@@ -201,5 +240,6 @@ def inspect_model(model: TFLiteModel) -> dict:
         "ops": ops,
         "op_counts": counts,
         "float_ops": float_tensors(ops),
+        **{k: v for k, v in describe(model.flat, model.content).items() if k not in ("ops", "op_counts", "float_ops")},
         **file_stats(model.content),
     }

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from .flatbuffer import FlatModel, parse_model
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 
@@ -58,22 +59,43 @@ def _interpreter_module(backend: str):
 
 def read_model_bytes(path: str | os.PathLike) -> bytes:
     """Read a `.tflite` file and check that it is a TFLite flatbuffer before any use."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: model file not found")
-    data = path.read_bytes()
+    data = _read_file(path)
     check_flatbuffer(data, str(path))
     return data
 
 
-def check_flatbuffer(data: bytes, name: str) -> None:
-    if len(data) < 16:
-        raise InputError(f"{name}: not a TFLite model (file is {len(data)} bytes)")
-    if data[4:8] != b"TFL3":
-        raise InputError(f"{name}: not a TFLite model (no 'TFL3' file identifier)")
-    root = int.from_bytes(data[0:4], "little")
-    if root + 4 > len(data):
-        raise InputError(f"{name}: not a TFLite model (root offset {root} beyond the file's {len(data)} bytes)")
+def _read_file(path: str | os.PathLike) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def check_flatbuffer(data: bytes, name: str) -> FlatModel:
+    """Verify the flatbuffer structure (bounds, alignment, cross references); `InputError` if corrupt."""
+    return parse_model(data, name)
+
+
+def make_interpreter(content: bytes, options: RuntimeOptions):
+    """(backend name, a new interpreter over `content`) with the options' threads and kernels; not allocated."""
+    backend, mod = _interpreter_module(options.backend)
+    kwargs: dict = {"model_content": content, "num_threads": options.threads}
+    resolver = getattr(mod, "OpResolverType", None) or getattr(getattr(mod, "experimental", None), "OpResolverType", None)
+    if resolver is not None:
+        if options.reference_kernels:
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_REF
+        elif not options.xnnpack:
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    elif options.reference_kernels or not options.xnnpack:
+        raise InputError(f"backend {backend} cannot switch kernels (no OpResolverType); drop --reference-kernels/--no-xnnpack")
+    return backend, mod.Interpreter(**kwargs)
 
 
 class TFLiteModel:
@@ -83,25 +105,16 @@ class TFLiteModel:
         if isinstance(model, (bytes, bytearray)):
             self.name = "<bytes>"
             self.content = bytes(model)
-            check_flatbuffer(self.content, self.name)
         else:
             self.name = str(model)
-            self.content = read_model_bytes(model)
+            self.content = _read_file(model)
+        self.flat = check_flatbuffer(self.content, self.name)
         self.options = options
-        self.backend, mod = _interpreter_module(options.backend)
-        kwargs: dict = {"model_content": self.content, "num_threads": options.threads}
-        if self.backend != "tensorflow" or hasattr(mod, "experimental"):
-            resolver = getattr(mod, "OpResolverType", None) or getattr(getattr(mod, "experimental", None), "OpResolverType", None)
-            if resolver is not None:
-                if options.reference_kernels:
-                    kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_REF
-                elif not options.xnnpack:
-                    kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            self.interpreter = mod.Interpreter(**kwargs)
+            self.backend, self.interpreter = make_interpreter(self.content, options)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise InputError(f"{self.name}: the interpreter cannot load it ({str(exc).splitlines()[0]})") from None
+            raise InputError(f"{self.name}: the interpreter cannot load it ({_first_line(exc)})") from None
         self.xnnpack_applied = self.options.xnnpack and not self.options.reference_kernels and self._has_delegate()
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
@@ -122,6 +135,12 @@ class TFLiteModel:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.input["shape"])
+
+    @property
+    def resizable_batch(self) -> bool:
+        """True if the input's first dimension is dynamic (-1 in its shape signature)."""
+        sig = self.input.get("shape_signature")
+        return sig is not None and len(sig) > 0 and int(sig[0]) == -1
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -176,11 +195,37 @@ class TFLiteModel:
                 outs.append(self.dequantize_output(self.invoke_raw(chunk)).copy())
             except (ValueError, RuntimeError) as exc:
                 if batch_size == 1:
-                    raise InputError(f"{self.name}: invoke failed ({str(exc).splitlines()[0]})") from None
+                    raise InputError(f"{self.name}: invoke failed ({_first_line(exc)})") from None
                 return self.predict(x, batch_size=1)  # a model that will not resize: batch 1
         if not outs:
             return np.zeros((0,) + self.output_shape[1:], np.float32)
         return np.concatenate(outs, axis=0)
+
+
+def load_model(path: str | os.PathLike, options: RuntimeOptions = RuntimeOptions(), trust_model: bool = False,
+               probe_timeout_s: float | None = None) -> TFLiteModel:
+    """Open a `.tflite` that may be hostile: verify its flatbuffer, probe it in a child, then load it here.
+
+    Args:
+        path: the model file.
+        options: interpreter options (the child probes with the same ones).
+        trust_model: skip the child probe (the flatbuffer is still verified).
+        probe_timeout_s: time limit of the child (default `_probe.DEFAULT_TIMEOUT_S`).
+
+    Raises:
+        InputError: missing, corrupt or unloadable file; a child that crashed or timed out.
+    """
+    from ._probe import DEFAULT_TIMEOUT_S, probe_model
+
+    content = read_model_bytes(path)
+    if not trust_model:
+        result = probe_model(content, str(path), options.threads, options.xnnpack, options.reference_kernels,
+                             probe_timeout_s or DEFAULT_TIMEOUT_S)
+        if not result.ok:
+            raise InputError(f"{path}: the interpreter cannot load it ({result.error})")
+    model = TFLiteModel(content, options)
+    model.name = str(path)
+    return model
 
 
 def tensor_type_name(dtype) -> str:
