@@ -1,5 +1,7 @@
 package com.tflitecompress.core;
 
+import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 
 /** Output index -> intent name (labels.txt, one a line), and which label means out-of-scope. */
@@ -12,7 +14,7 @@ public final class LabelMap {
         if (labels.isEmpty()) {
             throw new IllegalArgumentException("no labels");
         }
-        this.labels = List.copyOf(labels);
+        this.labels = Collections.unmodifiableList(new ArrayList<>(labels));
         this.oosLabel = oosLabel;
         this.oosIndex = oosLabel == null ? -1 : labels.indexOf(oosLabel);
         if (oosLabel != null && oosIndex < 0) {

@@ -3,6 +3,7 @@ package com.tflitecompress.core;
 import java.text.Normalizer;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
@@ -33,7 +34,7 @@ public final class WordPieceTokenizer {
             throw new IllegalArgumentException("vocabulary must start with " + config.padToken + ", "
                     + config.unkToken + "; got " + vocab.subList(0, Math.min(2, vocab.size())));
         }
-        this.vocab = List.copyOf(vocab);
+        this.vocab = Collections.unmodifiableList(new ArrayList<>(vocab));
         this.config = config;
         this.tokenToId = new HashMap<>(vocab.size() * 2);
         for (int i = 0; i < vocab.size(); i++) {
@@ -165,7 +166,7 @@ public final class WordPieceTokenizer {
     public List<Integer> wordpiece(String word) {
         int[] cps = word.codePoints().toArray();
         if (cps.length > config.maxCharsPerWord) {
-            return List.of(config.unkId);
+            return Collections.singletonList(config.unkId);
         }
         List<Integer> ids = new ArrayList<>();
         int start = 0;
@@ -184,7 +185,7 @@ public final class WordPieceTokenizer {
                 end--;
             }
             if (found == null) {
-                return List.of(config.unkId);
+                return Collections.singletonList(config.unkId);
             }
             ids.add(found);
             start = end;
