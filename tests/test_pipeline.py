@@ -1,0 +1,116 @@
+"""The whole pipeline on tiny data: every stage runs for real (MiniLM teacher included)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tflite_compress.cli import main
+from tflite_compress.data import load_clinc150
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_clinc_file, tiny_recipe):
+    from tflite_compress.pipeline import run_text_pipeline
+
+    runs = tmp_path_factory.mktemp("runs")
+    logs: list[str] = []
+    result = run_text_pipeline(load_clinc150(tiny_clinc_file), tiny_recipe, runs / "tiny", runs / "cache",
+                               log=logs.append, verbose=0)
+    return result, logs, runs
+
+
+def test_run_folder_holds_every_output(tiny_run):
+    result, _, runs = tiny_run
+    names = sorted(p.name for p in result.out_dir.iterdir())
+    assert names == ["labels.txt", "model_info.json", "model_int8.tflite", "recipe.json", "report.json", "vocab.txt"]
+    # No temp folders left beside the run.
+    assert not [p for p in runs.iterdir() if p.name.startswith(".")]
+    info = json.loads((result.out_dir / "model_info.json").read_text())
+    assert info["schema_version"] == 1
+    assert info["input"]["dtype"] == "int32" and info["input"]["shape"] == [1, 16]
+    assert info["output"]["dtype"] == "int8" and info["output"]["quantization"]["scale"] > 0
+    assert info["tokenizer"]["sequence_length"] == 16
+    labels = (result.out_dir / "labels.txt").read_text().splitlines()
+    assert labels[-1] == "oos" and len(labels) == info["num_labels"] == 7
+    from tflite_compress.config import Recipe
+
+    assert Recipe.from_dict(json.loads((result.out_dir / "recipe.json").read_text())) == result.recipe
+
+
+def test_int8_file_is_integer_only_and_sparse(tiny_run):
+    result, _, _ = tiny_run
+    int8 = result.report["stages"]["int8"]
+    assert int8["float_ops"] == []
+    for op in int8["ops"]:
+        assert set(op["outputs"]) <= {"int8", "int32"}, op
+    assert {"GATHER", "CONV_2D", "FULLY_CONNECTED"} <= set(int8["op_counts"])
+    # 50% target: the zeros survive QAT (prune-preserving) and conversion.
+    assert result.report["stages"]["pruned"]["sparsity"] >= 0.49
+    assert int8["weight_sparsity"] >= 0.45
+    assert int8["gzip_bytes"] < int8["size_bytes"]
+
+
+def test_every_stage_reports_figures(tiny_run):
+    result, logs, _ = tiny_run
+    st = result.report["stages"]
+    for stage in ("teacher", "float", "pruned", "qat", "int8"):
+        assert 0.0 <= st[stage]["test"]["accuracy_in_scope"] <= 1.0, stage
+    # The real teacher learns 6 intents easily; the student learns something from it.
+    assert st["teacher"]["test"]["accuracy_in_scope"] > 0.8
+    assert st["float"]["test"]["accuracy_in_scope"] > 0.5
+    assert st["int8"]["agreement_with_float"] > 0.7
+    assert abs(result.report["summary"]["drop_points"]) < 15
+    assert st["int8"]["latency"]["invoke_us_p50"] > 0
+    assert st["int8"]["latency"]["end_to_end_us_p50"] >= st["int8"]["latency"]["invoke_us_p50"]
+    assert result.report["summary"]["size_ratio_teacher_to_student"] > 100
+    assert set(st["pruned"]["sparsity_by_layer"]) >= {"embedding", "conv_k1", "hidden", "logits"}
+    assert any("[7/7]" in line for line in logs)
+
+
+def test_second_run_reuses_teacher_cache(tiny_run, tiny_clinc_file, tiny_recipe):
+    from tflite_compress.pipeline import run_text_pipeline
+
+    result, _, runs = tiny_run
+    assert result.report["stages"]["teacher"]["cache_hit"] is False
+    logs: list[str] = []
+    quick = tiny_recipe.replace(stages=type(tiny_recipe.stages)(prune=False, qat=False))
+    second = run_text_pipeline(load_clinc150(tiny_clinc_file), quick, runs / "again", runs / "cache",
+                               log=logs.append, verbose=0)
+    assert second.report["stages"]["teacher"]["cache_hit"] is True
+    assert any("reusing cached features" in line for line in logs)
+    np.testing.assert_allclose(second.report["stages"]["teacher"]["test"]["accuracy_in_scope"],
+                               result.report["stages"]["teacher"]["test"]["accuracy_in_scope"])
+    # Without QAT the INT8 file comes from post-training quantization, still integer-only.
+    assert second.report["stages"]["int8"]["float_ops"] == []
+    assert "qat" not in second.report["stages"] and "pruned" not in second.report["stages"]
+
+
+def test_eval_cli_reproduces_report_and_gates(tiny_run, tiny_clinc_file):
+    result, _, _ = tiny_run
+    model = str(result.model_path)
+    runner = CliRunner()
+    res = runner.invoke(main, ["eval", model, "--data", str(tiny_clinc_file), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["accuracy_in_scope"] == result.report["stages"]["int8"]["test"]["accuracy_in_scope"]
+    ok = runner.invoke(main, ["eval", model, "--data", str(tiny_clinc_file), "--min-accuracy", "0.01"])
+    assert ok.exit_code == 0, ok.output
+    missed = runner.invoke(main, ["eval", model, "--data", str(tiny_clinc_file), "--min-accuracy", "1.0"])
+    if out["accuracy_in_scope"] < 1.0:
+        assert missed.exit_code == 1
+        assert "Gate missed" in missed.stderr
+
+
+def test_demo_cli_writes_run_and_prints_table(tmp_path, tiny_clinc_file, tiny_recipe):
+    recipe = tmp_path / "recipe.json"
+    quick = tiny_recipe.replace(stages=type(tiny_recipe.stages)(distill=False, prune=False, qat=True))
+    recipe.write_text(json.dumps(quick.to_dict()))
+    res = CliRunner().invoke(main, ["demo", "--data", str(tiny_clinc_file), "--recipe", str(recipe),
+                                    "--runs-dir", str(tmp_path / "runs"), "--name", "cli"])
+    assert res.exit_code == 0, res.output
+    assert "INT8 .tflite" in res.stdout and "integer-only: yes" in res.stdout
+    assert (tmp_path / "runs" / "cli" / "model_int8.tflite").is_file()

@@ -1,0 +1,145 @@
+"""Stage-level tests: tokenizer parity with keras-nlp, distillation loss, pruning, QAT, conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tflite_compress import _tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from tflite_compress.config import DistillConfig, PruneConfig, StudentConfig, TokenizerConfig
+from tflite_compress.data import load_clinc150
+from tflite_compress.errors import InputError
+from tflite_compress.tokenizer import WordPieceTokenizer, learn_vocabulary
+
+EDGE_CASES = [
+    "What's the WEATHER like in São Paulo?!", "set a timer for 10:30 p.m.", "naïve café résumé",
+    "transfer $1,000.50 to acct #12345", "zzqxj blorptastic", "a" * 150, "tab\tand\nnewline",
+    "emoji 🙂 and 中文字 mixed", "", "   ", "hyphen-ated words--dash", "it''s \"quoted\" (maybe)",
+]
+
+
+@pytest.fixture(scope="module")
+def clinc_tokenizer():
+    ds = load_clinc150()
+    config = TokenizerConfig(vocabulary_size=2000, sequence_length=32, min_frequency=5)
+    return ds, WordPieceTokenizer(learn_vocabulary(ds.train.texts[::3], config), config)
+
+
+def test_tokenizer_matches_keras_nlp(clinc_tokenizer):
+    import keras_nlp
+
+    ds, tok = clinc_tokenizer
+    ref = keras_nlp.tokenizers.WordPieceTokenizer(
+        vocabulary=tok.vocab, lowercase=True, strip_accents=True, oov_token="[UNK]", dtype="int32")
+    texts = list(ds.test.texts[:800]) + EDGE_CASES
+    out = ref(texts)
+    want = out.to_list() if hasattr(out, "to_list") else [[int(i) for i in row] for row in out]
+    got = [tok.tokenize(t) for t in texts]
+    mismatches = [(t, w, g) for t, w, g in zip(texts, want, got) if w != g]
+    assert not mismatches, mismatches[:3]
+
+
+def test_tokenizer_fixed_length_and_vocab_checks(clinc_tokenizer, tmp_path):
+    _, tok = clinc_tokenizer
+    ids = tok.encode_batch(["set a timer", "a " * 100])
+    assert ids.dtype == np.int32 and ids.shape == (2, 32)
+    assert (ids[0, 3:] == 0).all() and (ids[1] != 0).all()
+    bad = tmp_path / "vocab.txt"
+    bad.write_text("hello\nworld\n")
+    with pytest.raises(InputError, match="vocab.txt"):
+        WordPieceTokenizer.from_file(bad)
+    with pytest.raises(InputError, match="not found"):
+        WordPieceTokenizer.from_file(tmp_path / "missing.txt")
+
+
+def test_distillation_loss_matches_formula():
+    from tflite_compress.distill import distillation_loss, pack_targets
+
+    rng = np.random.default_rng(0)
+    s, t = rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(5, 4)).astype(np.float32) * 3
+    y = np.array([0, 1, 2, 3, 1])
+    alpha, temp = 0.3, 2.5
+
+    def log_softmax(z):
+        z = z - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    ce = -log_softmax(s)[np.arange(5), y]
+    pt = np.exp(log_softmax(t / temp))
+    kl = (pt * (log_softmax(t / temp) - log_softmax(s / temp))).sum(1)
+    want = alpha * ce + (1 - alpha) * temp**2 * kl
+    got = distillation_loss(alpha, temp)(pack_targets(y, t, 4), s).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # alpha = 1: labels alone, the teacher is ignored.
+    np.testing.assert_allclose(distillation_loss(1.0, temp)(pack_targets(y, None, 4), s).numpy(), ce, rtol=1e-5)
+
+
+def _tiny_data(n=256, seq=12, vocab=60, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = rng.integers(2, vocab, (n, seq)).astype(np.int32)
+    x[:, 0] = 2 + y  # a learnable signal
+    return x, y
+
+
+def test_pruning_reaches_target_in_a_short_run():
+    from tflite_compress import distill, prune
+    from tflite_compress.students import build_student
+
+    x, y = _tiny_data()
+    model = build_student(StudentConfig(embedding_dim=8, filters=8, kernel_sizes=(1, 2), hidden_units=16), 60, 12, 4)
+    cfg = PruneConfig(target_sparsity=0.5, epochs=2)
+    steps = 2 * int(np.ceil(len(x) / 32))  # 16 steps: tfmot's default frequency (100) would prune nothing
+    pruned = prune.prune(model, cfg, steps)
+    distill.compile_for_distillation(pruned, DistillConfig(), alpha=1.0)
+    distill.fit(pruned, x, distill.pack_targets(y, None, 4), 2, 32, callbacks=prune.callbacks(), verbose=0)
+    stripped = prune.strip(pruned)
+    assert not any("prune" in type(layer).__name__.lower() for layer in stripped.layers)
+    by_layer = prune.sparsity_by_layer(stripped)
+    assert set(by_layer) == {"embedding", "conv_k1", "conv_k2", "hidden", "logits"}
+    assert min(by_layer.values()) >= 0.49
+    assert prune.overall_sparsity(stripped) >= 0.49
+    # The input model is untouched.
+    assert prune.overall_sparsity(model) < 0.01
+
+
+def test_qat_student_saves_loads_converts_and_keeps_zeros(tmp_path):
+    from tflite_compress import convert, distill, qat
+    from tflite_compress._tf import keras
+    from tflite_compress.runtime import TFLiteModel, weight_sparsity
+    from tflite_compress.students import build_student
+
+    x, y = _tiny_data()
+    model = build_student(StudentConfig(embedding_dim=8, filters=8, kernel_sizes=(1, 3), hidden_units=16), 60, 12, 4)
+    w = model.get_layer("hidden").kernel
+    w.assign(w.numpy() * (np.arange(w.shape[1]) % 2 == 0))  # half the columns zero
+    q = qat.quantize_student(model, preserve_sparsity=True)
+    kinds = {type(layer.layer).__name__ for layer in q.layers if hasattr(layer, "layer")}
+    assert {"Embedding", "Conv1D", "Dense"} <= kinds
+    assert q.inputs[0].dtype == "int32"
+    distill.compile_for_distillation(q, DistillConfig(), learning_rate=1e-3, alpha=1.0)
+    distill.fit(q, x, distill.pack_targets(y, None, 4), 1, 32, verbose=0)
+    path = tmp_path / "qat.h5"
+    q.save(path)
+    with qat.quantize_scope():
+        loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(loaded.predict(x[:16], verbose=0), q.predict(x[:16], verbose=0), atol=1e-5)
+    content = convert.to_int8(q, x[:64])
+    tfl = TFLiteModel(content)
+    out = tfl.predict(x[:64])
+    keras_out = q.predict(x[:64], verbose=0)
+    # INT8 logits track the QAT model's (quantization error only).
+    assert np.mean(out.argmax(1) == keras_out.argmax(1)) > 0.9
+    hidden = [v for k, v in weight_sparsity(tfl)["tensors"].items() if v["shape"] == [16, 16]]
+    assert hidden and max(h["sparsity"] for h in hidden) >= 0.5
+
+
+def test_conversion_rejects_float_compute():
+    from tflite_compress import convert
+    from tflite_compress._tf import keras
+
+    inp = keras.Input((4,))
+    out = keras.layers.Dense(3)(keras.layers.Lambda(lambda t: keras.backend.cumsum(t, axis=1))(inp))
+    model = keras.Model(inp, out)
+    with pytest.raises(convert.ConversionError):
+        convert.to_int8(model, np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32))
