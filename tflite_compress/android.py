@@ -24,7 +24,9 @@ import numpy as np
 from .data import CLINC150_FILE, REPO_ROOT, load_clinc150, stratified_sample
 from .errors import InputError
 from .files import atomic_write_bytes
-from .tokenizer import TokenizerConfig, WordPieceTokenizer, _is_cjk, _is_punctuation, _is_whitespace, normalize, split_words
+from .tokenizer import (
+    TokenizerConfig, WordPieceTokenizer, _is_cjk, _is_punctuation, _is_whitespace, normalize, split_words,
+)
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 INFO_FILE = "model_info.json"
