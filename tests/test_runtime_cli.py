@@ -306,3 +306,24 @@ def test_probe_reports_crash_and_timeout(models):
     silent = [sys.executable, "-c", "import sys; sys.exit(3)"]
     with pytest.raises(InputError, match="crashed"):
         probe_model(content, "m.tflite", command=silent)
+
+
+# ---------------------------------------------------------------- backends
+
+@pytest.mark.parametrize("backend", ["tensorflow", "tflite_runtime"])
+def test_backends_agree_with_litert(models, backend):
+    import importlib.util
+
+    from tflite_compress.runtime import RuntimeOptions, TFLiteModel, random_inputs
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    litert = TFLiteModel(models.arrays_int8, RuntimeOptions(reference_kernels=True))
+    x = random_inputs(litert, 32, seed=3)
+    try:
+        other = TFLiteModel(models.arrays_int8, RuntimeOptions(reference_kernels=True, backend=backend))
+    except Exception as exc:  # noqa: BLE001 - tflite_runtime 2.14 cannot run under numpy 2 (TRAPS.md)
+        pytest.skip(f"{backend} cannot load models here: {exc}")
+    assert other.backend == backend
+    step = litert.output["quantization"][0]
+    np.testing.assert_allclose(other.predict(x), litert.predict(x), atol=step * 1.01)

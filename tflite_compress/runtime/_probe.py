@@ -20,7 +20,8 @@ from typing import Sequence
 from ..errors import InputError
 
 DEFAULT_TIMEOUT_S = 20.0
-CHILD_MEMORY_BYTES = 8 << 30  # address-space cap of the child: a hostile shape cannot swap the box
+TF_IMPORT_ALLOWANCE_S = 120.0  # --backend tensorflow: the child imports TensorFlow first (20 s on a busy box)
+CHILD_MEMORY_BYTES = 16 << 30  # address-space cap of the child: a hostile shape cannot swap the box
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +34,9 @@ class ProbeResult:
     elapsed_ms: float = 0.0
 
 
-def _child_command(threads: int, xnnpack: bool, reference_kernels: bool) -> list[str]:
+def _child_command(threads: int, xnnpack: bool, reference_kernels: bool, backend: str) -> list[str]:
     return [sys.executable, "-m", "tflite_compress.runtime._probe", "-", "--threads", str(threads),
-            "--xnnpack", str(int(xnnpack)), "--reference-kernels", str(int(reference_kernels))]
+            "--xnnpack", str(int(xnnpack)), "--reference-kernels", str(int(reference_kernels)), "--backend", backend]
 
 
 def _limit_child() -> None:  # runs in the child before exec
@@ -49,14 +50,15 @@ def _limit_child() -> None:  # runs in the child before exec
 
 
 def probe_model(content: bytes, name: str, threads: int = 1, xnnpack: bool = True, reference_kernels: bool = False,
-                timeout_s: float = DEFAULT_TIMEOUT_S, command: Sequence[str] | None = None) -> ProbeResult:
+                timeout_s: float = DEFAULT_TIMEOUT_S, command: Sequence[str] | None = None,
+                backend: str = "auto") -> ProbeResult:
     """Load + allocate + invoke a model once in a child process; raise `InputError` if the child crashes or hangs.
 
     Args:
         content: the `.tflite` bytes (already verified with `flatbuffer.parse_model`), sent on the child's stdin,
             so the child sees exactly the bytes the caller will load.
         name: the file name, for messages.
-        threads, xnnpack, reference_kernels: the interpreter options the caller will use.
+        threads, xnnpack, reference_kernels, backend: the interpreter options the caller will use.
         timeout_s: wall-clock limit of the child.
         command: replaces the child's command line (tests use it to simulate crashes and hangs).
 
@@ -65,8 +67,10 @@ def probe_model(content: bytes, name: str, threads: int = 1, xnnpack: bool = Tru
     """
     import time
 
-    cmd = list(command) if command is not None else _child_command(threads, xnnpack, reference_kernels)
+    cmd = list(command) if command is not None else _child_command(threads, xnnpack, reference_kernels, backend)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if backend == "tensorflow" and command is None:
+        timeout_s += TF_IMPORT_ALLOWANCE_S
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, env=env, input=content,
@@ -100,6 +104,7 @@ def _child(argv: Sequence[str]) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--xnnpack", type=int, default=1)
     parser.add_argument("--reference-kernels", type=int, default=0)
+    parser.add_argument("--backend", default="auto")
     args = parser.parse_args(argv)
     stage = "read"
     try:
@@ -110,7 +115,7 @@ def _child(argv: Sequence[str]) -> int:
         content = sys.stdin.buffer.read() if args.model == "-" else Path(args.model).read_bytes()
         stage = "load"
         options = RuntimeOptions(threads=args.threads, xnnpack=bool(args.xnnpack),
-                                 reference_kernels=bool(args.reference_kernels))
+                                 reference_kernels=bool(args.reference_kernels), backend=args.backend)
         _, interp = make_interpreter(content, options)
         stage = "allocate"
         interp.allocate_tensors()

@@ -122,7 +122,7 @@ def inspect_file(path: str | os.PathLike, options: RuntimeOptions = RuntimeOptio
     error = None
     if not trust_model:
         probe = probe_model(content, str(path), options.threads, options.xnnpack, options.reference_kernels,
-                            probe_timeout_s or DEFAULT_TIMEOUT_S)
+                            probe_timeout_s or DEFAULT_TIMEOUT_S, backend=options.backend)
         error = None if probe.ok else probe.error
     model = None
     if error is None:

@@ -220,7 +220,7 @@ def load_model(path: str | os.PathLike, options: RuntimeOptions = RuntimeOptions
     content = read_model_bytes(path)
     if not trust_model:
         result = probe_model(content, str(path), options.threads, options.xnnpack, options.reference_kernels,
-                             probe_timeout_s or DEFAULT_TIMEOUT_S)
+                             probe_timeout_s or DEFAULT_TIMEOUT_S, backend=options.backend)
         if not result.ok:
             raise InputError(f"{path}: the interpreter cannot load it ({result.error})")
     model = TFLiteModel(content, options)
