@@ -95,6 +95,7 @@ def eval_cmd(model: Path, data_path: Path, text_column, label_column, min_accura
 
 from .commands_android import register as _register_android; _register_android(main)  # noqa: E402, E702
 from .commands_runtime import register as _register_runtime; _register_runtime(main)  # noqa: E402, E702
+from .commands_compress import register as _register_compress; _register_compress(main)  # noqa: E402, E702
 
 
 if __name__ == "__main__":

@@ -186,3 +186,118 @@ def stratified_sample(labels: Sequence[str], n: int, seed: int = 0) -> np.ndarra
             if q and len(out) < n:
                 out.append(int(q.pop()))
     return np.array(sorted(out), dtype=np.int64)
+
+
+# ---------------------------------------------------------------- arrays (.npz) and unlabelled texts
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySplit:
+    """Model input rows `x`, integer class ids `y` (None when unlabelled), optional class names."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    label_names: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def take(self, indices: Sequence[int]) -> "ArraySplit":
+        idx = np.asarray(indices, dtype=np.int64)
+        return ArraySplit(self.x[idx], None if self.y is None else self.y[idx], self.label_names)
+
+
+def load_array_file(path: str | os.PathLike, need_labels: bool = True, allow_pickle: bool = False) -> ArraySplit:
+    """`x` (inputs, one row per sample) and `y` (integer class ids) from an `.npz`.
+
+    An optional `labels` array of strings names the classes (`labels[i]` is class `i`). Object
+    (pickled) arrays are refused unless `allow_pickle`: loading them runs stored code.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: data file not found")
+    if path.suffix.lower() != ".npz":
+        raise InputError(f"{path}: array data must be an .npz with arrays x and y")
+    try:
+        with np.load(path, allow_pickle=allow_pickle) as f:
+            keys = set(f.files)
+            if "x" not in keys or (need_labels and "y" not in keys):
+                raise InputError(f"{path}: an .npz needs arrays 'x' (inputs) and 'y' (class ids); found {', '.join(sorted(keys)) or 'none'}")
+            x = f["x"]
+            y = f["y"] if "y" in keys else None
+            names = f["labels"] if "labels" in keys else None
+    except InputError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise InputError(f"{path}: holds pickled (object) arrays, which run code when loaded; "
+                             "save numeric arrays, or pass --unsafe if you trust the file") from None
+        raise InputError(f"{path}: not a readable .npz ({str(exc).splitlines()[0]})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npz ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if x.ndim < 2 or x.dtype.kind not in "biuf":
+        raise InputError(f"{path}: 'x' must be a numeric array of shape (samples, ...); got {x.dtype} {x.shape}")
+    if len(x) == 0:
+        raise InputError(f"{path}: no rows")
+    if y is not None:
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise InputError(f"{path}: 'y' must be a 1-D array of integer class ids; got {y.dtype} {y.shape}")
+        if len(y) != len(x):
+            raise InputError(f"{path}: 'x' has {len(x)} rows but 'y' has {len(y)} labels")
+        if y.min() < 0:
+            raise InputError(f"{path}: class ids in 'y' must be >= 0; found {int(y.min())}")
+        y = y.astype(np.int32)
+    label_names = None
+    if names is not None:
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise InputError(f"{path}: 'labels' must be a 1-D array of class names (strings)")
+        label_names = tuple(str(n) for n in names)
+        if y is not None and int(y.max()) >= len(label_names):
+            raise InputError(f"{path}: 'y' has class id {int(y.max())} but 'labels' names only {len(label_names)} classes")
+    if x.dtype.kind == "f" or x.dtype == np.float64:
+        x = x.astype(np.float32)
+    return ArraySplit(x, y, label_names)
+
+
+def load_texts(path: str | os.PathLike, text_column: str | None = None) -> tuple[str, ...]:
+    """Texts of a CSV/TSV/JSONL file (labels not needed), e.g. calibration samples; a .txt is one text a line."""
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise InputError(f"{path}: data file not found")
+        texts = tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        if not texts:
+            raise InputError(f"{path}: no rows")
+        return texts
+    try:
+        return load_text_file(path, text_column, None).texts
+    except InputError as exc:
+        if "no label column" not in str(exc):
+            raise
+    # No label column: read the text column alone, with a dummy label column name.
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        columns = sorted({k for r in rows if isinstance(r, dict) for k in r})
+    else:
+        reader = csv.DictReader(path.read_text(encoding="utf-8").splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+    tcol = _pick(columns, text_column, TEXT_COLUMNS, "text", path)
+    return tuple(str(r.get(tcol, "")) for r in rows if isinstance(r, dict))
+
+
+def holdout_split(labels: Sequence, share: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, eval indices): a stratified holdout of `share` of each label's rows."""
+    rng = np.random.default_rng(seed)
+    by_label: dict = {}
+    for i, lab in enumerate(labels):
+        by_label.setdefault(lab, []).append(i)
+    train, held = [], []
+    for _, rows in sorted(by_label.items(), key=lambda kv: str(kv[0])):
+        rows = list(rng.permutation(rows))
+        k = int(round(len(rows) * share)) if len(rows) > 1 else 0
+        held += rows[:k]
+        train += rows[k:]
+    return np.array(sorted(train), dtype=np.int64), np.array(sorted(held), dtype=np.int64)

@@ -94,8 +94,16 @@ def run_text_pipeline(
     calibration_texts: tuple[str, ...] | None = None,
     log: Callable[[str], None] = _log_default,
     verbose: int | None = None,
+    vocab: list[str] | None = None,
+    student=None,
+    extra_report: dict | None = None,
 ) -> RunResult:
-    """Run every stage the recipe switches on; write the run folder; return its report."""
+    """Run every stage the recipe switches on; write the run folder; return its report.
+
+    Optional (`tflite-compress compress`): `vocab`, a fixed vocabulary (not learned); `student`, an
+    initial model taking the token ids (fine-tuned by distillation when `stages.distill`, else
+    taken as it is); `extra_report`, keys added to report.json.
+    """
     from . import convert, distill, prune, qat
     from ._tf import keras
     from .runtime import evaluate_text, file_stats, latency_us, load_bundle, weight_sparsity
@@ -115,8 +123,11 @@ def run_text_pipeline(
 
     # 1. Tokenizer: a WordPiece vocabulary learned on the train split.
     t0 = time.perf_counter()
-    log(f"[1/7] tokenizer: learning a {recipe.tokenizer.vocabulary_size}-piece WordPiece vocabulary on {len(dataset.train)} texts")
-    vocab = learn_vocabulary(dataset.train.texts, recipe.tokenizer)
+    if vocab is None:
+        log(f"[1/7] tokenizer: learning a {recipe.tokenizer.vocabulary_size}-piece WordPiece vocabulary on {len(dataset.train)} texts")
+        vocab = learn_vocabulary(dataset.train.texts, recipe.tokenizer)
+    else:
+        log(f"[1/7] tokenizer: the given {len(vocab)}-token vocabulary")
     tokenizer = WordPieceTokenizer(vocab, recipe.tokenizer)
     x = {s: tokenizer.encode_batch(getattr(dataset, s).texts) for s in ("train", "val", "test")}
     y = {s: getattr(dataset, s).label_ids(label_names, f"{s} split") for s in ("train", "val", "test")}
@@ -137,17 +148,18 @@ def run_text_pipeline(
         teacher_logits = outs.logits
         from .runtime import classification_metrics
 
-        tm = classification_metrics(y["test"], outs.logits["test"].argmax(1), label_names, oos_label)
+        t_split = "test" if "test" in outs.logits else "train"  # precomputed logits cover train only
+        tm = classification_metrics(y[t_split], outs.logits[t_split].argmax(1), label_names, oos_label)
         tm.pop("most_confused", None)
         stages["teacher"] = {"description": outs.description, "parameters": outs.parameters,
-                             "cache_hit": outs.cache_hit, "cache_key": outs.cache_key, "test": tm}
+                             "cache_hit": outs.cache_hit, "cache_key": outs.cache_key, t_split: tm}
         timings["teacher"] = time.perf_counter() - t0
         log(f"      teacher: {outs.description}, {outs.parameters:,} parameters, "
-            f"test {_fmt_acc(tm)}{' (cached)' if outs.cache_hit else ''}")
+            f"{t_split} {_fmt_acc(tm)}{' (cached)' if outs.cache_hit else ''}")
     else:
         log("[2/7] teacher: off (stages.distill=false), training on labels alone")
 
-    targets = {s: distill.pack_targets(y[s], teacher_logits[s] if teacher_logits else None, num_labels)
+    targets = {s: distill.pack_targets(y[s], teacher_logits.get(s) if teacher_logits else None, num_labels)
                for s in ("train", "val")}
     alpha = recipe.distill.alpha if teacher_logits else 1.0
     batch = recipe.distill.batch_size
@@ -155,13 +167,22 @@ def run_text_pipeline(
 
     # 3. Float student, distilled.
     t0 = time.perf_counter()
-    student = build_student(recipe.student, len(vocab), recipe.tokenizer.sequence_length, num_labels, seed=recipe.seed)
-    log(f"[3/7] student: {student.name}, {_count_params(student):,} parameters; distillation "
-        f"alpha={alpha} T={recipe.distill.temperature}, {recipe.distill.epochs} epochs")
-    distill.compile_for_distillation(student, recipe.distill, alpha=alpha)
-    distill.fit(student, x["train"], targets["train"], recipe.distill.epochs, batch,
-                validation=(x["val"], targets["val"]), verbose=verbose, seed=recipe.seed,
-                callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
+    given = student is not None
+    if given:
+        im, _ = _keras_metrics(student, x["test"], y["test"], label_names, oos_label)
+        stages["input"] = {"parameters": _count_params(student), "test": im}
+        log(f"      input model {student.name}: test {_fmt_acc(im)}")
+    else:
+        student = build_student(recipe.student, len(vocab), recipe.tokenizer.sequence_length, num_labels, seed=recipe.seed)
+    if given and not recipe.stages.distill:
+        log(f"[3/7] student: {student.name}, {_count_params(student):,} parameters, taken as given (no teacher)")
+    else:
+        log(f"[3/7] student: {student.name}, {_count_params(student):,} parameters; distillation "
+            f"alpha={alpha} T={recipe.distill.temperature}, {recipe.distill.epochs} epochs")
+        distill.compile_for_distillation(student, recipe.distill, alpha=alpha)
+        distill.fit(student, x["train"], targets["train"], recipe.distill.epochs, batch,
+                    validation=(x["val"], targets["val"]), verbose=verbose, seed=recipe.seed,
+                    callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
     float_metrics, float_pred = _keras_metrics(student, x["test"], y["test"], label_names, oos_label)
     stages["float"] = {"parameters": _count_params(student), "test": float_metrics}
     timings["float"] = time.perf_counter() - t0
@@ -257,6 +278,7 @@ def run_text_pipeline(
         timings["validate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_all
         report = _summarise(stages, timings, recipe, dataset, len(content))
+        report.update(extra_report or {})
         atomic_write_json(tmp / "report.json", report)
         _replace_dir(tmp, out_dir)
     except BaseException:
@@ -292,8 +314,12 @@ def _summarise(stages: dict, timings: dict, recipe: Recipe, dataset: TextDataset
         "gzip_bytes": stages["int8"]["gzip_bytes"],
         "integer_only": not stages["int8"]["float_ops"],
     }
+    if "input" in stages:
+        summary["input_" + key] = stages["input"]["test"][key]
+        summary["drop_points_vs_input"] = 100 * (stages["input"]["test"][key] - stages["int8"]["test"][key])
     if "teacher" in stages:
-        summary["teacher_" + key] = stages["teacher"]["test"][key]
+        if "test" in stages["teacher"]:
+            summary["teacher_" + key] = stages["teacher"]["test"][key]
         summary["teacher_parameters"] = stages["teacher"]["parameters"]
         # Teacher size in float32 bytes against the student's INT8 file.
         summary["size_ratio_teacher_to_student"] = 4 * stages["teacher"]["parameters"] / size_bytes
@@ -326,8 +352,12 @@ def format_table(report: dict) -> str:
 
     if "teacher" in st:
         t = st["teacher"]
-        rows.append(("teacher", acc(t["test"]), oos(t["test"]), f"{4 * t['parameters'] / 1e6:.1f} MB f32",
-                     f"{t['parameters']:,} params{', cached' if t['cache_hit'] else ''}"))
+        tt = t.get("test") or t["train"]
+        rows.append(("teacher", acc(tt), oos(tt), f"{4 * t['parameters'] / 1e6:.1f} MB f32",
+                     f"{t['parameters']:,} params{', cached' if t['cache_hit'] else ''}{'' if 'test' in t else ', train split'}"))
+    if "input" in st:
+        rows.append(("input model", acc(st["input"]["test"]), oos(st["input"]["test"]),
+                     f"{4 * st['input']['parameters'] / 1e3:.0f} KB f32", f"{st['input']['parameters']:,} params"))
     f = st["float"]
     rows.append(("float student", acc(f["test"]), oos(f["test"]), f"{4 * f['parameters'] / 1e3:.0f} KB f32", f"{f['parameters']:,} params"))
     if "pruned" in st:

@@ -263,10 +263,10 @@ def teacher_outputs(
     ).hexdigest()
     labels_hash = hashlib.sha256(np.asarray(train_labels, np.int64).tobytes()).hexdigest()
 
-    if config.kind == "minilm":
-        model_dir = minilm_dir()
+    if config.kind in ("minilm", "preset"):
+        model_dir = minilm_dir() if config.kind == "minilm" else preset_dir(config.model_path)
         enc_key_src = {
-            "teacher": "minilm:" + _hash_file_meta(model_dir), "data": data_hash,
+            "teacher": config.kind + ":" + _hash_file_meta(model_dir), "data": data_hash,
             "tokenizer": {"sequence_length": config.sequence_length, "vocab": _hash_file_meta(model_dir / "vocab.txt")},
             "fine_tune": [config.fine_tune, config.fine_tune_epochs, config.fine_tune_learning_rate, labels_hash if config.fine_tune else None],
         }
@@ -279,7 +279,7 @@ def teacher_outputs(
         teacher = None
         if cached_feats is None:
             log(f"teacher: computing all-MiniLM-L6-v2 features for {sum(len(v) for v in splits.values())} texts (cache miss {enc_key})")
-            teacher = MiniLMTeacher(config)
+            teacher = MiniLMTeacher(config) if config.kind == "minilm" else PresetTeacher(config, model_dir)
             params = teacher.parameters
             if config.fine_tune:
                 teacher.fine_tune(splits["train"], train_labels, num_labels)
@@ -295,8 +295,9 @@ def teacher_outputs(
             cached_logits = {name: head(f).astype(np.float32) for name, f in cached_feats.items()}
             cache.save(head_key, cached_logits)
         params += cached_feats["train"].shape[1] * num_labels + num_labels
+        name = "all-MiniLM-L6-v2" if config.kind == "minilm" else f"BERT preset {model_dir.name}"
         return TeacherOutputs(cached_logits, cached_feats, hit, enc_key, params,
-                              "all-MiniLM-L6-v2 (frozen) + linear head" if not config.fine_tune else "all-MiniLM-L6-v2 (fine-tuned) + linear head")
+                              f"{name} (frozen) + linear head" if not config.fine_tune else f"{name} (fine-tuned) + linear head")
 
     if config.kind == "keras":
         if not config.model_path:
@@ -319,6 +320,7 @@ def teacher_outputs(
         logits, feats = {}, {}
         for name, ids in student_ids.items():
             logits[name], feats[name] = teacher.predict(ids)
+            logits[name] = as_logits(logits[name], path.name, log)
             if logits[name].ndim != 2 or logits[name].shape[1] != num_labels:
                 raise InputError(f"{path}: teacher outputs shape {logits[name].shape[1:]}, expected ({num_labels},) logits")
         arrays = {f"logits_{k}": v for k, v in logits.items()}
@@ -327,4 +329,152 @@ def teacher_outputs(
         cache.save(key, arrays)
         return TeacherOutputs(logits, feats, False, key, teacher.parameters, f"Keras model {path.name}")
 
-    raise InputError(f"teacher kind {config.kind!r} is not one of: minilm, keras")
+    if config.kind == "tflite":
+        return tflite_teacher_outputs(config, splits, num_labels, cache, student_ids, log)
+    if config.kind == "logits":
+        return npy_teacher_outputs(config, len(train_labels), num_labels, cache, log)
+    raise InputError(f"teacher kind {config.kind!r} is not one of: {', '.join(TEACHER_KINDS)}")
+
+
+# ---------------------------------------------------------------- more teacher kinds
+# "preset": any keras-nlp BertBackbone preset folder + a head trained here (as "minilm");
+# "tflite": a .tflite file run in the LiteRT interpreter (with its own vocab.txt when it has one);
+# "logits": a precomputed .npy of logits aligned with the train rows.
+
+TEACHER_KINDS = ("minilm", "preset", "keras", "tflite", "logits")
+
+
+def preset_dir(path: str | os.PathLike | None) -> Path:
+    """A keras-nlp/keras-hub BERT preset folder (Keras format or Hugging Face format)."""
+    if not path:
+        raise InputError("teacher kind 'preset' needs a preset folder (--teacher DIR)")
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: not a keras-nlp preset folder (no config.json)")
+    return path
+
+
+def is_preset_dir(path: Path) -> bool:
+    """True for a folder holding a BERT-style preset: config.json plus a vocabulary."""
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        return False
+    return (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() or (path / "assets").is_dir()
+
+
+class PresetTeacher(MiniLMTeacher):
+    """A BertBackbone preset folder (frozen), mean pooling, L2-normalised features."""
+
+    def __init__(self, config: TeacherConfig, model_dir: Path):
+        import keras_nlp
+
+        self.config = config
+        self.model_dir = Path(model_dir)
+        try:
+            self.tokenizer = keras_nlp.models.BertTokenizer.from_preset(str(self.model_dir))
+            self.backbone = keras_nlp.models.BertBackbone.from_preset(str(self.model_dir))
+        except Exception as exc:  # noqa: BLE001 - keras-hub raises many kinds for a bad folder
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise InputError(f"{self.model_dir}: cannot load it as a BertBackbone preset ({msg})") from None
+        self.encoder = _masked_mean_model(self.backbone)
+
+    @property
+    def identity(self) -> str:
+        return "preset:" + _hash_file_meta(self.model_dir)
+
+
+def as_logits(scores: np.ndarray, source: str, log: Callable[[str], None] = print) -> np.ndarray:
+    """Logits as they are; rows of probabilities (>= 0, summing to 1) become log-probabilities."""
+    scores = np.asarray(scores, np.float32)
+    if scores.ndim == 2 and scores.size and scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3):
+        log(f"teacher: {source} outputs probabilities; using their logs as logits")
+        return np.log(np.clip(scores, 1e-7, 1.0)).astype(np.float32)
+    return scores
+
+
+def _arrays_hash(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _cached_outputs(cache: FeatureCache, key: str) -> tuple[dict, dict, int] | None:
+    cached = cache.load(key)
+    if cached is None:
+        return None
+    params = int(cached.pop("parameters", 0))
+    logits = {k[len("logits_"):]: v for k, v in cached.items() if k.startswith("logits_")}
+    feats = {k[len("features_"):]: v for k, v in cached.items() if k.startswith("features_")}
+    return logits, feats, params
+
+
+def _save_outputs(cache: FeatureCache, key: str, logits: dict, feats: dict, params: int) -> None:
+    arrays = {f"logits_{k}": v for k, v in logits.items()}
+    arrays.update({f"features_{k}": v for k, v in feats.items()})
+    arrays["parameters"] = np.array(params)
+    cache.save(key, arrays)
+
+
+def tflite_teacher_outputs(config: TeacherConfig, splits: dict[str, Sequence[str]], num_labels: int,
+                           cache: FeatureCache, inputs: dict[str, np.ndarray] | None,
+                           log: Callable[[str], None] = print) -> TeacherOutputs:
+    """Logits of a `.tflite` teacher: texts through its own tokenizer when it has one, else `inputs`."""
+    from .runtime import load_bundle
+
+    path = Path(config.model_path or "")
+    if not path.is_file():
+        raise InputError(f"{path}: teacher .tflite not found")
+    bundle = load_bundle(path)
+    use_texts = bundle.tokenizer is not None and any(len(v) for v in splits.values())
+    if not use_texts and inputs is None:
+        raise InputError(f"{path}: a .tflite teacher without vocab.txt/model_info.json beside it needs array inputs")
+    data_hash = (hashlib.sha256(json.dumps({k: _hash_texts(v) for k, v in sorted(splits.items())}).encode()).hexdigest()
+                 if use_texts else _arrays_hash(inputs))
+    key = "tflite-" + hashlib.sha256(json.dumps({"teacher": _hash_file_meta(path), "data": data_hash,
+                                                 "texts": use_texts}).encode()).hexdigest()[:16]
+    desc = f"TFLite model {path.name}"
+    hit = _cached_outputs(cache, key)
+    if hit is not None:
+        log(f"teacher: reusing cached outputs {cache.path(key)}")
+        return TeacherOutputs(hit[0], hit[1], True, key, hit[2], desc)
+    from .runtime import weight_sparsity
+
+    params = int(weight_sparsity(bundle.model, min_elements=1)["weights"])
+    logits = {}
+    names = splits if use_texts else inputs
+    for name in names:
+        x = bundle.tokenizer.encode_batch(splits[name]) if use_texts else inputs[name]
+        logits[name] = as_logits(bundle.model.predict(x, batch_size=64), path.name, log)
+        if logits[name].ndim != 2 or logits[name].shape[1] != num_labels:
+            raise InputError(f"{path}: teacher outputs shape {logits[name].shape[1:]}, expected ({num_labels},) logits")
+    _save_outputs(cache, key, logits, logits, params)
+    return TeacherOutputs(logits, logits, False, key, params, desc)
+
+
+def npy_teacher_outputs(config: TeacherConfig, num_train: int, num_labels: int, cache: FeatureCache,
+                        log: Callable[[str], None] = print) -> TeacherOutputs:
+    """Precomputed logits for the train rows, in their order (no teacher runs; no eval figures)."""
+    path = Path(config.model_path or "")
+    if not path.is_file():
+        raise InputError(f"{path}: teacher logits file not found")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise InputError(f"{path}: holds pickled objects; teacher logits must be a numeric .npy") from None
+        raise InputError(f"{path}: not a readable .npy ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable .npy ({exc})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise InputError(f"{path}: teacher logits must be a numeric array")
+    if arr.shape != (num_train, num_labels):
+        raise InputError(f"{path}: teacher logits have shape {arr.shape}, expected ({num_train}, {num_labels}): "
+                         "one row per train row, in the same order, one column per label")
+    key = "npy-" + _hash_file_meta(path)[:16]
+    hit = cache.load(key) is not None
+    logits = {"train": as_logits(arr, path.name, log)}
+    if not hit:
+        _save_outputs(cache, key, logits, {}, 0)
+    return TeacherOutputs(logits, {}, hit, key, 0, f"precomputed logits {path.name}")

@@ -1,0 +1,91 @@
+"""`tflite-compress compress`: the demo's stages on your own model, data and teacher (thin over `compress.py`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .errors import GateError, InputError
+
+
+def _fail(exc: Exception) -> None:
+    from .cli import _fail as cli_fail
+
+    cli_fail(exc)
+
+
+def _human(result) -> str:
+    from .pipeline import format_table
+
+    report = result.report
+    lines = [format_table(report)]
+    c = report.get("compress", {})
+    s = report["summary"]
+    if "drop_points_vs_input" in s:
+        lines.append(f"drop vs the input model: {s['drop_points_vs_input']:.2f} points "
+                     f"({100 * s['input_' + s['metric']]:.2f}% -> {100 * s['int8_' + s['metric']]:.2f}%)")
+    for stage, why in c.get("skipped", {}).items():
+        lines.append(f"skipped {stage}: {why}")
+    for note in c.get("notes", []):
+        lines.append(f"note: {note}")
+    lines.append(f"\nwritten: {result.out_dir}/ (model_int8.tflite, recipe.json, report.json, ...)")
+    return "\n".join(lines)
+
+
+@click.command("compress")
+@click.argument("model", required=False)
+@click.option("--train", "train", required=True, type=click.Path(path_type=Path),
+              help="Training data: CSV/TSV/JSONL (text + label columns) or .npz (x inputs, y class ids).")
+@click.option("--eval", "eval_path", type=click.Path(path_type=Path),
+              help="Evaluation data, same format (default: a stratified 20% holdout of --train).")
+@click.option("--calibration", type=click.Path(path_type=Path),
+              help="Calibration inputs for INT8 (texts or .npz x; default: a stratified sample of --train).")
+@click.option("--calibration-samples", type=int, default=None,
+              help="How many calibration samples (default: the recipe's convert.calibration_samples).")
+@click.option("--teacher", default=None,
+              help="minilm (default for text without MODEL), none, a .keras/.h5/SavedModel, a .tflite, "
+                   "a .npy of train logits, or a BERT preset folder.")
+@click.option("--recipe", "recipe", default=None,
+              help="A built-in recipe name (int8-pruned-50 (default), int8-default, int8-pruned-75, qat-only, "
+                   "ptq-only) or a recipe .json path.")
+@click.option("--vocab", type=click.Path(path_type=Path),
+              help="vocab.txt the MODEL file was trained with (text models; one token a line, [PAD] and [UNK] first).")
+@click.option("--labels", "labels", type=click.Path(path_type=Path),
+              help="labels.txt in the MODEL's output order (default: sorted train labels, or class ids).")
+@click.option("--text-column", default=None, help="Text column (default: text, utterance, sentence or query).")
+@click.option("--label-column", default=None, help="Label column (default: label, intent, category or class).")
+@click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers and pickled arrays (they run stored code).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Teacher output cache (default: ~/.cache/tflite-compress).")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (written whole, or not at all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def compress_cmd(model, train, eval_path, calibration, calibration_samples, teacher, recipe, vocab, labels,
+                 text_column, label_column, unsafe, cache_dir, out_dir, as_json) -> None:
+    """Compress MODEL (a model file, or a built-in student: cnn, bag) on your data into an INT8 .tflite.
+
+    Without MODEL, text data gets the built-in CNN student and the pretrained MiniLM teacher.
+    """
+    from .compress import CompressOptions, compress
+
+    opts = CompressOptions(train=train, out_dir=out_dir, model=model, eval=eval_path, calibration=calibration,
+                           calibration_samples=calibration_samples, teacher=teacher, recipe=recipe, vocab=vocab,
+                           labels=labels, text_column=text_column, label_column=label_column, unsafe=unsafe,
+                           cache_dir=cache_dir)
+    try:
+        result = compress(opts, verbose=0 if as_json else None)
+    except (InputError, GateError) as exc:
+        _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - conversion errors are reported, not hidden
+        from .convert import ConversionError
+
+        if isinstance(exc, ConversionError):
+            raise click.ClickException(str(exc)) from None
+        raise
+    click.echo(json.dumps(result.report, indent=2) if as_json else _human(result))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(compress_cmd)

@@ -1,0 +1,526 @@
+"""`compress`: the demo's stages on a user's model, data and teacher.
+
+    read data -> resolve recipe and teacher -> load model (Keras 3 rebuilt) -> check it fits the data
+    -> text: `pipeline.run_text_pipeline` | arrays: `run_array_pipeline` (same stages, same run folder)
+
+Every check on inputs runs before any training, and outputs go to a temp folder renamed into
+place at the end, so a bad input ends with one `InputError` and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .config import Recipe, Stages, TeacherConfig
+from .data import (ArraySplit, OOS_LABEL, TextDataset, TextSplit, holdout_split, load_array_file, load_text_file,
+                   load_texts, stratified_sample)
+from .errors import InputError
+from .files import atomic_write_json, atomic_write_text
+from .recipes import load_recipe
+
+BUILTIN_STUDENTS = ("cnn", "bag")
+ARRAY_SUFFIXES = (".npz",)
+VAL_ROWS = 500  # rows of the eval set shown as validation during training
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tflite-compress"
+
+
+def _log_default(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class CompressOptions:
+    """Everything `tflite-compress compress` takes (paths as given by the user)."""
+
+    train: Path
+    out_dir: Path
+    model: str | None = None
+    eval: Path | None = None
+    calibration: Path | None = None
+    calibration_samples: int | None = None
+    teacher: str | None = None
+    recipe: str | Recipe | None = None
+    vocab: Path | None = None
+    labels: Path | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    unsafe: bool = False
+    cache_dir: Path | None = None
+    eval_share: float = 0.2
+
+
+# ---------------------------------------------------------------- teachers
+
+
+def resolve_teacher(spec: str | None, data_kind: str, model_given: bool) -> TeacherConfig | None:
+    """`--teacher` -> a TeacherConfig, or None for no teacher.
+
+    Default: the pretrained MiniLM for text data without a model file; no teacher otherwise.
+    """
+    from .teacher import is_preset_dir
+
+    if spec is None:
+        spec = "minilm" if (data_kind == "text" and not model_given) else "none"
+    if spec == "none":
+        return None
+    if spec == "minilm":
+        if data_kind != "text":
+            raise InputError("--teacher minilm reads text; array data needs a model-file, .tflite or .npy teacher")
+        return TeacherConfig(kind="minilm")
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"--teacher {spec}: not found (expected minilm, none, a .keras/.h5 file, a SavedModel, "
+                         "a .tflite, a .npy of logits or a BERT preset folder)")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        return TeacherConfig(kind="tflite", model_path=str(path))
+    if suffix == ".npy":
+        return TeacherConfig(kind="logits", model_path=str(path))
+    if suffix in (".keras", ".h5", ".hdf5"):
+        return TeacherConfig(kind="keras", model_path=str(path))
+    if path.is_dir() and is_preset_dir(path):
+        if data_kind != "text":
+            raise InputError(f"--teacher {spec}: a BERT preset reads text; the data are arrays")
+        return TeacherConfig(kind="preset", model_path=str(path))
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        return TeacherConfig(kind="keras", model_path=str(path))
+    raise InputError(f"--teacher {spec}: unsupported teacher (expected a .keras/.h5 file, a .tflite, a .npy of "
+                     "logits or a BERT preset folder)")
+
+
+# ---------------------------------------------------------------- data
+
+
+def _label_names(train_labels: Sequence[str], labels_file: Path | None) -> list[str]:
+    if labels_file is not None:
+        if not labels_file.is_file():
+            raise InputError(f"--labels {labels_file}: file not found")
+        names = [n for n in labels_file.read_text(encoding="utf-8").splitlines() if n.strip()]
+        if len(set(names)) != len(names):
+            raise InputError(f"--labels {labels_file}: duplicate label names")
+        unknown = sorted(set(train_labels) - set(names))
+        if unknown:
+            raise InputError(f"--labels {labels_file}: train labels missing from it: {', '.join(map(repr, unknown[:5]))}")
+        return names
+    names = sorted(set(train_labels))
+    if OOS_LABEL in names:  # the suite's convention: out-of-scope last
+        names = [n for n in names if n != OOS_LABEL] + [OOS_LABEL]
+    return names
+
+
+def _check_eval_labels(eval_labels: Sequence[str], label_names: Sequence[str], eval_path, log) -> None:
+    unknown = sorted(set(eval_labels) - set(label_names))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+        raise InputError(f"{eval_path}: label set differs from train: eval labels not in train: {shown}")
+    missing = sorted(set(label_names) - set(eval_labels))
+    if missing:
+        log(f"data: note: {len(missing)} label(s) have no eval rows: {', '.join(missing[:5])}")
+
+
+def _read_vocab(path: Path) -> list[str]:
+    """A vocab.txt, one token a line; an empty first line (Keras TextVectorization's padding) reads as [PAD]."""
+    from .tokenizer import PAD_TOKEN, WordPieceTokenizer
+
+    if not path.is_file():
+        raise InputError(f"--vocab {path}: vocabulary file not found")
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    if lines and lines[0] == "":
+        lines[0] = PAD_TOKEN
+    try:
+        WordPieceTokenizer(lines)
+    except InputError as exc:
+        raise InputError(f"--vocab {path}: {exc}") from None
+    return lines
+
+
+# ---------------------------------------------------------------- the entry point
+
+
+def compress(opts: CompressOptions, log: Callable[[str], None] = _log_default, verbose: int | None = None):
+    """Run the compress pipeline; returns the `RunResult` (out_dir, report, recipe)."""
+    data_kind = "arrays" if opts.train.suffix.lower() in ARRAY_SUFFIXES else "text"
+    recipe = opts.recipe if isinstance(opts.recipe, Recipe) else load_recipe(opts.recipe)
+    cache_dir = opts.cache_dir or default_cache_dir()
+    model_is_file = opts.model is not None and opts.model not in BUILTIN_STUDENTS
+    if data_kind == "arrays" and not model_is_file:
+        raise InputError(f"{opts.train}: array data needs a MODEL file (built-in students "
+                         f"{', '.join(BUILTIN_STUDENTS)} read text)")
+    if data_kind == "text" and model_is_file and opts.vocab is None:
+        raise InputError(f"{opts.model}: a text model file needs the vocabulary it was trained with (--vocab vocab.txt)")
+    if not model_is_file and opts.vocab is not None:
+        raise InputError("--vocab goes with a MODEL file; the built-in student learns its vocabulary")
+    teacher = resolve_teacher(opts.teacher, data_kind, model_is_file)
+    skipped: dict[str, str] = {}
+    notes: list[str] = []
+
+    # 1. Stages and teacher into the recipe (the resolved recipe is written beside the model).
+    stages = recipe.stages
+    if teacher is None and stages.distill:
+        stages = dataclasses.replace(stages, distill=False)
+        skipped["distill"] = ("no teacher (--teacher): the model is taken as given" if model_is_file
+                              else "--teacher none: the student trains on labels alone")
+    if teacher is not None:
+        recipe = recipe.replace(teacher=dataclasses.replace(recipe.teacher, kind=teacher.kind, model_path=teacher.model_path))
+        if not stages.distill:
+            notes.append(f"--teacher given but the recipe switches distillation off ({recipe.name})")
+    if opts.calibration_samples is not None:
+        if opts.calibration_samples < 1:
+            raise InputError(f"--calibration-samples must be at least 1, got {opts.calibration_samples}")
+        recipe = recipe.replace(convert=dataclasses.replace(recipe.convert, calibration_samples=opts.calibration_samples))
+    recipe = recipe.replace(stages=stages)
+
+    if data_kind == "text":
+        return _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, notes, log, verbose)
+    return _compress_arrays(opts, recipe, cache_dir, skipped, notes, log, verbose)
+
+
+def _off(recipe: Recipe, skipped: dict, reason: str) -> Recipe:
+    for stage in ("distill", "prune", "qat"):
+        if getattr(recipe.stages, stage):
+            skipped[stage] = reason
+    return recipe.replace(stages=Stages(distill=False, prune=False, qat=False))
+
+
+def _load_user_model(opts: CompressOptions, recipe: Recipe, sample, skipped: dict, log):
+    from .models import load_model, strip_final_softmax
+
+    loaded = load_model(opts.model, unsafe=opts.unsafe, sample=sample, log=log)
+    if not loaded.trainable_by_tfmot:
+        recipe = _off(recipe, skipped, loaded.notes[-1])
+    loaded = strip_final_softmax(loaded, log=log)
+    return loaded, recipe
+
+
+def _precheck_stages(model, recipe: Recipe, path) -> None:
+    """Wrap a copy for pruning and for QAT before any training, so an unsupported layer fails first."""
+    from . import prune, qat
+
+    if recipe.stages.prune and recipe.prune.target_sparsity > 0:
+        try:
+            prune.prune(model, recipe.prune, total_steps=10)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{path}: unsupported layer for pruning ({str(exc).splitlines()[0][:200]}); "
+                             "use a recipe without pruning, e.g. --recipe int8-default") from None
+    if recipe.stages.qat:
+        try:
+            qat.quantize_student(model, preserve_sparsity=False)
+        except InputError as exc:
+            raise InputError(f"{path}: unsupported layer for QAT ({str(exc).splitlines()[0][:200]}); "
+                             "use a recipe without QAT, e.g. --recipe ptq-only") from None
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise InputError(f"{path}: unsupported layer for QAT ({str(exc).splitlines()[0][:200]}); "
+                             "use a recipe without QAT, e.g. --recipe ptq-only") from None
+
+
+def _extra(opts: CompressOptions, loaded, teacher_desc, skipped, notes, train_n, eval_n, eval_source) -> dict:
+    return {"compress": {
+        "model": str(opts.model) if opts.model else "cnn (built-in)",
+        "model_format": loaded.file_format if loaded else "built-in",
+        "rebuilt_from_keras3": bool(loaded and loaded.rebuilt_from_keras3),
+        "post_training_only": bool(loaded and not loaded.trainable_by_tfmot),
+        "teacher": teacher_desc,
+        "skipped": skipped,
+        "notes": (loaded.notes if loaded else []) + notes,
+        "data": {"train": str(opts.train), "eval": eval_source, "train_rows": train_n, "eval_rows": eval_n,
+                 "calibration": str(opts.calibration) if opts.calibration else "stratified sample of train"},
+    }}
+
+
+# ---------------------------------------------------------------- text
+
+
+def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, notes, log, verbose):
+    from .pipeline import run_text_pipeline
+
+    train = load_text_file(opts.train, opts.text_column, opts.label_column)
+    if opts.eval is not None:
+        ev = load_text_file(opts.eval, opts.text_column, opts.label_column)
+        eval_source = str(opts.eval)
+    else:
+        tr_idx, ev_idx = holdout_split(train.labels, opts.eval_share, recipe.seed)
+        train, ev = train.take(tr_idx), train.take(ev_idx)
+        eval_source = f"stratified {opts.eval_share:.0%} holdout of train"
+        log(f"data: no --eval; holding out {len(ev)} of the train rows for evaluation")
+    label_names = _label_names(train.labels, opts.labels)
+    if len(label_names) < 2:
+        raise InputError(f"{opts.train}: needs at least 2 labels; found {len(label_names)}")
+    _check_eval_labels(ev.labels, label_names, opts.eval or opts.train, log)
+    calibration_texts = None
+    if opts.calibration is not None:
+        calibration_texts = load_texts(opts.calibration, opts.text_column)
+        n = recipe.convert.calibration_samples
+        if len(calibration_texts) > n:
+            pick = np.sort(np.random.default_rng(recipe.seed).choice(len(calibration_texts), n, replace=False))
+            calibration_texts = tuple(calibration_texts[i] for i in pick)
+    val = ev.take(stratified_sample(ev.labels, VAL_ROWS, recipe.seed)) if len(ev) > VAL_ROWS else ev
+    dataset = TextDataset(train, val, ev, tuple(label_names),
+                          oos_label=OOS_LABEL if OOS_LABEL in label_names else None, name=opts.train.stem)
+    log(f"data: {len(train)} train rows, {len(ev)} eval rows, {len(label_names)} labels")
+
+    vocab = None
+    student = None
+    loaded = None
+    if model_is_file:
+        vocab = _read_vocab(opts.vocab)
+        # The Keras 3 -> tf-keras equality check runs on random ids below the embedding's rows.
+        loaded, recipe = _load_user_model(opts, recipe, None, skipped, log)
+        from .models import check_fits
+
+        check_fits(loaded, "text", len(label_names), vocab_size=len(vocab))
+        seq_len = loaded.input_shape[1]
+        if seq_len is None:
+            seq_len = recipe.tokenizer.sequence_length
+            notes.append(f"the model takes any sequence length; using the recipe's {seq_len}")
+        recipe = recipe.replace(tokenizer=dataclasses.replace(recipe.tokenizer, sequence_length=int(seq_len),
+                                                              vocabulary_size=len(vocab)))
+        student = loaded.model
+        if loaded.trainable_by_tfmot:
+            _precheck_stages(student, recipe, opts.model)
+    else:
+        family = opts.model or recipe.student.family
+        recipe = recipe.replace(student=dataclasses.replace(recipe.student, family=family))
+
+    extra = _extra(opts, loaded, None, skipped, notes, len(train), len(ev), eval_source)
+    extra["compress"]["teacher"] = _teacher_label(teacher)
+    for stage, why in skipped.items():
+        log(f"stage skipped: {stage}: {why}")
+    return run_text_pipeline(dataset, recipe, opts.out_dir, cache_dir, calibration_texts=calibration_texts,
+                             log=log, verbose=verbose, vocab=vocab, student=student, extra_report=extra)
+
+
+def _teacher_label(teacher: TeacherConfig | None) -> str | None:
+    if teacher is None:
+        return None
+    return teacher.kind if not teacher.model_path else f"{teacher.kind}: {teacher.model_path}"
+
+
+# ---------------------------------------------------------------- arrays
+
+
+def _compress_arrays(opts, recipe, cache_dir, skipped, notes, log, verbose):
+    train = load_array_file(opts.train, allow_pickle=opts.unsafe)
+    if opts.eval is not None:
+        ev = load_array_file(opts.eval, allow_pickle=opts.unsafe)
+        eval_source = str(opts.eval)
+        if ev.x.shape[1:] != train.x.shape[1:]:
+            raise InputError(f"{opts.eval}: rows of shape {ev.x.shape[1:]} differ from the train rows {train.x.shape[1:]}")
+    else:
+        tr_idx, ev_idx = holdout_split(train.y.tolist(), opts.eval_share, recipe.seed)
+        train, ev = train.take(tr_idx), train.take(ev_idx)
+        eval_source = f"stratified {opts.eval_share:.0%} holdout of train"
+        log(f"data: no --eval; holding out {len(ev)} of the train rows for evaluation")
+    if opts.labels is not None:
+        label_names = _label_names([], opts.labels)
+    else:
+        label_names = list(train.label_names or [str(i) for i in range(int(train.y.max()) + 1)])
+    if int(train.y.max()) >= len(label_names):
+        raise InputError(f"{opts.train}: class id {int(train.y.max())} but only {len(label_names)} labels")
+    train_ids, eval_ids = set(train.y.tolist()), set(ev.y.tolist())
+    if not eval_ids <= train_ids:
+        extra_ids = sorted(eval_ids - train_ids)
+        raise InputError(f"{opts.eval or opts.train}: label set differs from train: eval class ids not in train: "
+                         f"{', '.join(map(str, extra_ids[:5]))}")
+    if ev.label_names and train.label_names and ev.label_names != train.label_names:
+        raise InputError(f"{opts.eval}: label set differs from train: its 'labels' array names other classes")
+    calibration = None
+    if opts.calibration is not None:
+        calibration = load_array_file(opts.calibration, need_labels=False, allow_pickle=opts.unsafe).x
+        if calibration.shape[1:] != train.x.shape[1:]:
+            raise InputError(f"{opts.calibration}: rows of shape {calibration.shape[1:]} differ from the train rows")
+    log(f"data: {len(train)} train rows {train.x.shape[1:]}, {len(ev)} eval rows, {len(label_names)} labels")
+
+    loaded, recipe = _load_user_model(opts, recipe, train.x[:32], skipped, log)
+    from .models import check_fits
+
+    check_fits(loaded, "arrays", len(label_names), row_shape=train.x.shape[1:])
+    if loaded.trainable_by_tfmot:
+        _precheck_stages(loaded.model, recipe, opts.model)
+    for stage, why in skipped.items():
+        log(f"stage skipped: {stage}: {why}")
+    extra = _extra(opts, loaded, _teacher_label(None if not recipe.stages.distill else recipe.teacher),
+                   skipped, notes, len(train), len(ev), eval_source)
+    return run_array_pipeline(train, ev, label_names, recipe, loaded.model, opts.out_dir, cache_dir,
+                              calibration=calibration, log=log, verbose=verbose, extra_report=extra,
+                              dataset_name=opts.train.stem)
+
+
+def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[str], recipe: Recipe, model,
+                       out_dir: str | os.PathLike, cache_dir: str | os.PathLike, calibration: np.ndarray | None = None,
+                       log: Callable[[str], None] = _log_default, verbose: int | None = None,
+                       extra_report: dict | None = None, dataset_name: str = "arrays"):
+    """The demo's stages on array data (e.g. images) and a given model; writes the run folder.
+
+        teacher (cached) -> input model (distilled when a teacher is on) -> pruned -> QAT -> INT8
+        (float input quantized to int8, int8 output) -> validation in the LiteRT interpreter
+    """
+    from . import convert, distill, prune, qat
+    from .pipeline import (MODEL_FILE, RunResult, _cosine_lr, _count_params, _fmt_acc, _keras_metrics, _replace_dir,
+                           _summarise, model_info)
+    from .runtime import (TFLiteModel, evaluate_arrays, file_stats, inspect_model, latency_us, load_bundle,
+                          weight_sparsity)
+    from .teacher import teacher_outputs
+
+    if verbose is None:
+        verbose = 1 if sys.stderr.isatty() else 2
+    out_dir = Path(out_dir)
+    label_names = list(label_names)
+    num_labels = len(label_names)
+    stages: dict[str, dict] = {}
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    val = ev.take(stratified_sample(ev.y.tolist(), VAL_ROWS, recipe.seed)) if len(ev) > VAL_ROWS else ev
+    x = {"train": train.x, "val": val.x, "test": ev.x}
+    y = {"train": train.y, "val": val.y, "test": ev.y}
+
+    # 1. Teacher logits for every split (from the cache when present).
+    teacher_logits = None
+    if recipe.stages.distill:
+        t0 = time.perf_counter()
+        log(f"[1/6] teacher: {recipe.teacher.kind}")
+        if recipe.teacher.kind in ("minilm", "preset"):
+            raise InputError(f"teacher kind {recipe.teacher.kind!r} reads text; the data are arrays")
+        outs = teacher_outputs(recipe.teacher, {}, y["train"], num_labels, cache_dir, student_ids=x, log=log)
+        teacher_logits = outs.logits
+        from .runtime import classification_metrics
+
+        t_split = "test" if "test" in outs.logits else "train"
+        tm = classification_metrics(y[t_split], outs.logits[t_split].argmax(1), label_names)
+        tm.pop("most_confused", None)
+        stages["teacher"] = {"description": outs.description, "parameters": outs.parameters,
+                             "cache_hit": outs.cache_hit, "cache_key": outs.cache_key, t_split: tm}
+        timings["teacher"] = time.perf_counter() - t0
+        log(f"      teacher: {outs.description}, {t_split} {_fmt_acc(tm)}{' (cached)' if outs.cache_hit else ''}")
+    else:
+        log("[1/6] teacher: off")
+    targets = {s: distill.pack_targets(y[s], teacher_logits.get(s) if teacher_logits else None, num_labels)
+               for s in ("train", "val")}
+    alpha = recipe.distill.alpha if teacher_logits else 1.0
+    batch = recipe.distill.batch_size
+    steps_per_epoch = int(np.ceil(len(x["train"]) / batch))
+
+    # 2. The input model, measured; fine-tuned by distillation when a teacher is on.
+    t0 = time.perf_counter()
+    im, _ = _keras_metrics(model, x["test"], y["test"], label_names, None)
+    stages["input"] = {"parameters": _count_params(model), "test": im}
+    log(f"[2/6] model {model.name}: {_count_params(model):,} parameters, test {_fmt_acc(im)}")
+    if recipe.stages.distill:
+        log(f"      distillation alpha={alpha} T={recipe.distill.temperature}, {recipe.distill.epochs} epochs")
+        distill.compile_for_distillation(model, recipe.distill, alpha=alpha)
+        distill.fit(model, x["train"], targets["train"], recipe.distill.epochs, batch,
+                    validation=(x["val"], targets["val"]), verbose=verbose, seed=recipe.seed,
+                    callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
+    float_metrics, float_pred = _keras_metrics(model, x["test"], y["test"], label_names, None)
+    stages["float"] = {"parameters": _count_params(model), "test": float_metrics}
+    timings["float"] = time.perf_counter() - t0
+    if recipe.stages.distill:
+        log(f"      float model after distillation: test {_fmt_acc(float_metrics)}")
+    current = model
+
+    # 3. Pruning.
+    if recipe.stages.prune and recipe.prune.target_sparsity > 0:
+        t0 = time.perf_counter()
+        log(f"[3/6] pruning: target sparsity {recipe.prune.target_sparsity:.0%} over {recipe.prune.epochs} epochs")
+        pruned = prune.prune(current, recipe.prune, steps_per_epoch * recipe.prune.epochs)
+        distill.compile_for_distillation(pruned, recipe.distill, learning_rate=recipe.prune.learning_rate, alpha=alpha)
+        distill.fit(pruned, x["train"], targets["train"], recipe.prune.epochs, batch,
+                    callbacks=prune.callbacks(), verbose=verbose, seed=recipe.seed + 1)
+        current = prune.strip(pruned)
+        overall = prune.overall_sparsity(current)
+        if overall < recipe.prune.target_sparsity - 0.02:
+            raise InputError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
+                             "raise prune.epochs or lower prune.end_fraction")
+        pm, _ = _keras_metrics(current, x["test"], y["test"], label_names, None)
+        stages["pruned"] = {"sparsity": overall, "sparsity_by_layer": prune.sparsity_by_layer(current), "test": pm}
+        timings["pruned"] = time.perf_counter() - t0
+        log(f"      pruned: sparsity {overall:.1%}, test {_fmt_acc(pm)}")
+    else:
+        log("[3/6] pruning: off")
+
+    # 4. QAT (prune-preserving when pruned).
+    if recipe.stages.qat:
+        t0 = time.perf_counter()
+        preserve = recipe.qat.preserve_sparsity and "pruned" in stages
+        log(f"[4/6] QAT: {recipe.qat.epochs} epochs{' (prune-preserving)' if preserve else ''}")
+        q = qat.quantize_student(current, preserve_sparsity=preserve)
+        distill.compile_for_distillation(q, recipe.distill, learning_rate=recipe.qat.learning_rate, alpha=alpha)
+        distill.fit(q, x["train"], targets["train"], recipe.qat.epochs, batch, verbose=verbose, seed=recipe.seed + 2)
+        qm, _ = _keras_metrics(q, x["test"], y["test"], label_names, None)
+        stages["qat"] = {"test": qm, "preserve_sparsity": preserve}
+        timings["qat"] = time.perf_counter() - t0
+        log(f"      QAT: test {_fmt_acc(qm)}")
+        current = q
+    else:
+        log("[4/6] QAT: off (post-training quantization)")
+
+    # 5. Full-integer conversion (float input quantized to int8, int8 output).
+    t0 = time.perf_counter()
+    if calibration is None:
+        calibration = train.x[stratified_sample(train.y.tolist(), recipe.convert.calibration_samples, recipe.seed)]
+    else:
+        n = recipe.convert.calibration_samples
+        if len(calibration) > n:
+            calibration = calibration[np.sort(np.random.default_rng(recipe.seed).choice(len(calibration), n, replace=False))]
+    log(f"[5/6] convert: full-integer INT8, {min(len(calibration), recipe.convert.calibration_samples)} calibration samples")
+    content = convert.to_int8(current, calibration, recipe.convert)
+    timings["convert"] = time.perf_counter() - t0
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / MODEL_FILE).write_bytes(content)
+        atomic_write_text(tmp / "labels.txt", "\n".join(label_names) + "\n")
+        info = model_info(TFLiteModel(content), recipe, label_names, None)
+        info.update(task="array_classification")
+        for key in ("sequence_length", "tokenizer"):
+            info.pop(key, None)
+        atomic_write_json(tmp / "model_info.json", info)
+        atomic_write_json(tmp / "recipe.json", recipe.to_dict())
+
+        # 6. Validate the written file in the LiteRT interpreter.
+        t0 = time.perf_counter()
+        log("[6/6] validate: LiteRT interpreter on the eval data")
+        bundle = load_bundle(tmp / MODEL_FILE)
+        evr = evaluate_arrays(bundle, ev.x, ev.y, "eval data")
+        metrics = evr["metrics"]
+        metrics.pop("most_confused", None)
+        ins = inspect_model(bundle.model)
+        sp = weight_sparsity(bundle.model)
+        stages["int8"] = {
+            "test": metrics,
+            "agreement_with_float": float(np.mean(evr["predictions"] == float_pred)),
+            **file_stats(content),
+            "weight_sparsity": sp["overall"],
+            "weight_sparsity_by_tensor": {k: v["sparsity"] for k, v in sp["tensors"].items()},
+            "latency": latency_us(bundle.model, ev.x),
+            "xnnpack": bundle.model.xnnpack_applied,
+            "runtime_backend": bundle.model.backend,
+            "ops": ins["ops"], "op_counts": ins["op_counts"], "float_ops": ins["float_ops"],
+            "input": ins["input"], "output": ins["output"],
+        }
+        timings["validate"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_all
+        report = _summarise(stages, timings, recipe, types.SimpleNamespace(name=dataset_name, oos_label=None), len(content))
+        report.update(extra_report or {})
+        atomic_write_json(tmp / "report.json", report)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return RunResult(out_dir, report, recipe)
