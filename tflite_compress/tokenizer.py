@@ -210,7 +210,7 @@ def learn_vocabulary(texts: Sequence[str], config: TokenizerConfig = TokenizerCo
     pretokenizer, then tensorflow-text's learner), with one setting it hides exposed:
     `min_frequency` (keras-nlp fixes it at 10, which leaves CLINC150 with 1,384 pieces).
     """
-    import tensorflow as tf
+    from ._tf import tf  # sets TF_USE_LEGACY_KERAS before TensorFlow loads
     from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
     from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
