@@ -31,6 +31,8 @@ from .recipes import load_recipe
 BUILTIN_STUDENTS = ("cnn", "bag")
 ARRAY_SUFFIXES = (".npz",)
 VAL_ROWS = 500  # rows of the eval set shown as validation during training
+MIN_PRUNE_STEPS = 300  # below this, pruning on small data reaches its target with no steps left to recover
+MIN_QAT_STEPS = 150  # and QAT's moving-average ranges have not settled
 
 
 def default_cache_dir() -> Path:
@@ -61,6 +63,7 @@ class CompressOptions:
     unsafe: bool = False
     cache_dir: Path | None = None
     eval_share: float = 0.2
+    self_teacher: bool = False  # set by `compress`: no --teacher given with a model file
 
 
 # ---------------------------------------------------------------- teachers
@@ -172,7 +175,8 @@ def compress(opts: CompressOptions, log: Callable[[str], None] = _log_default, v
 
     # 1. Stages and teacher into the recipe (the resolved recipe is written beside the model).
     stages = recipe.stages
-    if teacher is None and stages.distill:
+    self_teacher = teacher is None and model_is_file and opts.teacher is None and stages.distill
+    if teacher is None and stages.distill and not self_teacher:
         stages = dataclasses.replace(stages, distill=False)
         skipped["distill"] = ("no teacher (--teacher): the model is taken as given" if model_is_file
                               else "--teacher none: the student trains on labels alone")
@@ -185,10 +189,28 @@ def compress(opts: CompressOptions, log: Callable[[str], None] = _log_default, v
             raise InputError(f"--calibration-samples must be at least 1, got {opts.calibration_samples}")
         recipe = recipe.replace(convert=dataclasses.replace(recipe.convert, calibration_samples=opts.calibration_samples))
     recipe = recipe.replace(stages=stages)
+    opts = dataclasses.replace(opts, self_teacher=self_teacher)
 
     if data_kind == "text":
         return _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, notes, log, verbose)
     return _compress_arrays(opts, recipe, cache_dir, skipped, notes, log, verbose)
+
+
+def _fit_epochs(recipe: Recipe, train_rows: int, notes: list[str], log) -> Recipe:
+    """Raise prune/QAT epochs so each runs a minimum of steps on small data (noted in the report)."""
+    steps = int(np.ceil(train_rows / recipe.distill.batch_size))
+    for stage, minimum, on in (("prune", MIN_PRUNE_STEPS, recipe.stages.prune and recipe.prune.target_sparsity > 0),
+                               ("qat", MIN_QAT_STEPS, recipe.stages.qat)):
+        cfg = getattr(recipe, stage)
+        if not on or steps * cfg.epochs >= minimum:
+            continue
+        epochs = int(np.ceil(minimum / steps))
+        note = (f"{stage}.epochs raised from {cfg.epochs} to {epochs}: {train_rows} train rows give {steps} steps "
+                f"an epoch, and {stage} needs about {minimum} steps")
+        log(f"recipe: {note}")
+        notes.append(note)
+        recipe = recipe.replace(**{stage: dataclasses.replace(cfg, epochs=epochs)})
+    return recipe
 
 
 def _off(recipe: Recipe, skipped: dict, reason: str) -> Recipe:
@@ -198,12 +220,26 @@ def _off(recipe: Recipe, skipped: dict, reason: str) -> Recipe:
     return recipe.replace(stages=Stages(distill=False, prune=False, qat=False))
 
 
-def _load_user_model(opts: CompressOptions, recipe: Recipe, sample, skipped: dict, log):
+def _load_user_model(opts: CompressOptions, recipe: Recipe, sample, skipped: dict, notes: list, log):
+    """Load the model; without --teacher the model is its own teacher (self-distillation)."""
     from .models import load_model, strip_final_softmax
 
     loaded = load_model(opts.model, unsafe=opts.unsafe, sample=sample, log=log)
     if not loaded.trainable_by_tfmot:
         recipe = _off(recipe, skipped, loaded.notes[-1])
+    elif opts.self_teacher:
+        if loaded.file_format == "savedmodel":
+            recipe = recipe.replace(stages=dataclasses.replace(recipe.stages, distill=False))
+            skipped["distill"] = "no teacher (--teacher); a SavedModel cannot serve as its own teacher"
+        else:
+            # Pruning and QAT learn from the input model's own logits, which keeps the compressed
+            # model close to it; distill.epochs=0 leaves the float model as given.
+            recipe = recipe.replace(teacher=dataclasses.replace(recipe.teacher, kind="keras", model_path=str(opts.model)),
+                                    distill=dataclasses.replace(recipe.distill, epochs=0))
+            note = ("no --teacher: the input model is its own teacher (pruning and QAT learn from its logits; "
+                    "distill.epochs=0 keeps the float model as given)")
+            log(f"teacher: {note}")
+            notes.append(note)
     loaded = strip_final_softmax(loaded, log=log)
     return loaded, recipe
 
@@ -280,7 +316,7 @@ def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, not
     if model_is_file:
         vocab = _read_vocab(opts.vocab)
         # The Keras 3 -> tf-keras equality check runs on random ids below the embedding's rows.
-        loaded, recipe = _load_user_model(opts, recipe, None, skipped, log)
+        loaded, recipe = _load_user_model(opts, recipe, None, skipped, notes, log)
         from .models import check_fits
 
         check_fits(loaded, "text", len(label_names), vocab_size=len(vocab))
@@ -297,8 +333,9 @@ def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, not
         family = opts.model or recipe.student.family
         recipe = recipe.replace(student=dataclasses.replace(recipe.student, family=family))
 
-    extra = _extra(opts, loaded, None, skipped, notes, len(train), len(ev), eval_source)
-    extra["compress"]["teacher"] = _teacher_label(teacher)
+    recipe = _fit_epochs(recipe, len(train), notes, log)
+    extra = _extra(opts, loaded, _teacher_label(recipe.teacher if recipe.stages.distill else None),
+                   skipped, notes, len(train), len(ev), eval_source)
     for stage, why in skipped.items():
         log(f"stage skipped: {stage}: {why}")
     return run_text_pipeline(dataset, recipe, opts.out_dir, cache_dir, calibration_texts=calibration_texts,
@@ -346,7 +383,7 @@ def _compress_arrays(opts, recipe, cache_dir, skipped, notes, log, verbose):
             raise InputError(f"{opts.calibration}: rows of shape {calibration.shape[1:]} differ from the train rows")
     log(f"data: {len(train)} train rows {train.x.shape[1:]}, {len(ev)} eval rows, {len(label_names)} labels")
 
-    loaded, recipe = _load_user_model(opts, recipe, train.x[:32], skipped, log)
+    loaded, recipe = _load_user_model(opts, recipe, train.x[:32], skipped, notes, log)
     from .models import check_fits
 
     check_fits(loaded, "arrays", len(label_names), row_shape=train.x.shape[1:])
@@ -354,6 +391,7 @@ def _compress_arrays(opts, recipe, cache_dir, skipped, notes, log, verbose):
         _precheck_stages(loaded.model, recipe, opts.model)
     for stage, why in skipped.items():
         log(f"stage skipped: {stage}: {why}")
+    recipe = _fit_epochs(recipe, len(train), notes, log)
     extra = _extra(opts, loaded, _teacher_label(None if not recipe.stages.distill else recipe.teacher),
                    skipped, notes, len(train), len(ev), eval_source)
     return run_array_pipeline(train, ev, label_names, recipe, loaded.model, opts.out_dir, cache_dir,
@@ -420,7 +458,7 @@ def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[
     im, _ = _keras_metrics(model, x["test"], y["test"], label_names, None)
     stages["input"] = {"parameters": _count_params(model), "test": im}
     log(f"[2/6] model {model.name}: {_count_params(model):,} parameters, test {_fmt_acc(im)}")
-    if recipe.stages.distill:
+    if recipe.stages.distill and recipe.distill.epochs > 0:
         log(f"      distillation alpha={alpha} T={recipe.distill.temperature}, {recipe.distill.epochs} epochs")
         distill.compile_for_distillation(model, recipe.distill, alpha=alpha)
         distill.fit(model, x["train"], targets["train"], recipe.distill.epochs, batch,
@@ -429,7 +467,7 @@ def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[
     float_metrics, float_pred = _keras_metrics(model, x["test"], y["test"], label_names, None)
     stages["float"] = {"parameters": _count_params(model), "test": float_metrics}
     timings["float"] = time.perf_counter() - t0
-    if recipe.stages.distill:
+    if recipe.stages.distill and recipe.distill.epochs > 0:
         log(f"      float model after distillation: test {_fmt_acc(float_metrics)}")
     current = model
 

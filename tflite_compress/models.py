@@ -153,14 +153,14 @@ def load_model(path: str | os.PathLike, unsafe: bool = False, sample: np.ndarray
     if suffix in (".h5", ".hdf5"):
         config = _h5_config(path)
         _refuse_unsafe(path, config, unsafe)
-        model = _tf_keras_load(path, unsafe)
+        model = as_functional(_tf_keras_load(path, unsafe))
         return LoadedModel(model, path, "h5", True, [])
     if suffix == ".keras":
         version, config = keras_file_info(path)
         _refuse_unsafe(path, config, unsafe)
         if version.startswith("3"):
             return _load_keras3(path, config, unsafe, sample, log)
-        model = _tf_keras_load(path, unsafe)
+        model = as_functional(_tf_keras_load(path, unsafe))
         return LoadedModel(model, path, "tf-keras", True, [])
     raise InputError(f"{path}: unsupported model format {suffix!r} (expected .keras, .h5 or a SavedModel folder)")
 
@@ -198,7 +198,7 @@ def _load_savedmodel(path: Path, unsafe: bool) -> LoadedModel:
     raw = meta.read_bytes()
     if (b'"class_name": "Lambda"' in raw) and not unsafe:
         raise InputError(f"{path}: refused to load a Lambda layer: {UNSAFE_HINT}")
-    model = _tf_keras_load(path, unsafe)
+    model = as_functional(_tf_keras_load(path, unsafe))
     return LoadedModel(model, path, "savedmodel", True, [])
 
 
@@ -396,10 +396,20 @@ def _build_tf_keras(path: Path, tfk_config: dict):
 
     try:
         if tfk_config["class_name"] == "Sequential":
-            return keras.Sequential.from_config(tfk_config["config"])
+            return as_functional(keras.Sequential.from_config(tfk_config["config"]))
         return keras.Model.from_config(tfk_config["config"])
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: cannot rebuild the Keras 3 model as tf-keras ({_first_line(exc)})") from None
+
+
+def as_functional(model):
+    """A Sequential as a Functional model over the same layers: its InputLayer becomes visible in
+    `model.layers`, which the QAT layout transform needs to leave integer (token-id) inputs alone."""
+    from ._tf import keras
+
+    if isinstance(model, keras.Sequential):
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    return model
 
 
 def _copy_weights(path: Path, original, model) -> None:

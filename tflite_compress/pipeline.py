@@ -174,8 +174,8 @@ def run_text_pipeline(
         log(f"      input model {student.name}: test {_fmt_acc(im)}")
     else:
         student = build_student(recipe.student, len(vocab), recipe.tokenizer.sequence_length, num_labels, seed=recipe.seed)
-    if given and not recipe.stages.distill:
-        log(f"[3/7] student: {student.name}, {_count_params(student):,} parameters, taken as given (no teacher)")
+    if given and (not recipe.stages.distill or recipe.distill.epochs == 0):
+        log(f"[3/7] student: {student.name}, {_count_params(student):,} parameters, taken as given")
     else:
         log(f"[3/7] student: {student.name}, {_count_params(student):,} parameters; distillation "
             f"alpha={alpha} T={recipe.distill.temperature}, {recipe.distill.epochs} epochs")
