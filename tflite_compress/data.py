@@ -96,7 +96,7 @@ def load_clinc150(path: str | os.PathLike = CLINC150_FILE) -> TextDataset:
     label_names = tuple(intents + ([OOS_LABEL] if OOS_LABEL in splits["train"].labels else []))
     return TextDataset(
         splits["train"], splits["val"], splits["test"], label_names,
-        oos_label=OOS_LABEL if OOS_LABEL in label_names else None, name=path.stem,
+        oos_label=OOS_LABEL if OOS_LABEL in label_names else None, name="clinc150",
     )
 
 
