@@ -301,3 +301,26 @@ def holdout_split(labels: Sequence, share: float = 0.2, seed: int = 0) -> tuple[
         held += rows[:k]
         train += rows[k:]
     return np.array(sorted(train), dtype=np.int64), np.array(sorted(held), dtype=np.int64)
+
+
+def calibration_texts(path: str | os.PathLike, n: int, seed: int = 0) -> tuple[str, ...]:
+    """Up to `n` calibration texts from a calibration folder or a file.
+
+    A folder is read as `calibration_data/` is laid out (`clinc150/data_full.json` or
+    `data_full.json`: its train split, sampled stratified by label); a file is any text
+    file `load_texts` reads (sampled at random).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: calibration folder not found")
+    if path.is_dir():
+        found = next((c for c in (path / "clinc150" / "data_full.json", path / "data_full.json") if c.is_file()), None)
+        if found is None:
+            raise InputError(f"{path}: calibration folder holds no clinc150/data_full.json or data_full.json")
+        train = load_clinc150(found).train
+        idx = stratified_sample(train.labels, n, seed)
+        return tuple(train.texts[i] for i in idx)
+    texts = load_texts(path)
+    rng = np.random.default_rng(seed)
+    idx = sorted(rng.permutation(len(texts))[:n])
+    return tuple(texts[i] for i in idx)
