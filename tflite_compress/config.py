@@ -41,8 +41,9 @@ class TeacherConfig:
 class StudentConfig:
     """A small text classifier over the student vocabulary.
 
-    `family`: "cnn" (embedding -> parallel Conv1D of several widths -> global max pool -> MLP)
-    or "bag" (embedding -> global average pool -> MLP).
+    `family`: "cnn" (embedding -> parallel Conv1D of several widths -> global max pool -> MLP),
+    "bag" (embedding -> global average pool -> MLP) or "transformer" (embedding + learned
+    positions -> encoder blocks -> mean pool -> MLP).
     """
 
     family: str = "cnn"
@@ -51,25 +52,53 @@ class StudentConfig:
     kernel_sizes: tuple[int, ...] = (1, 2, 3)
     hidden_units: int = 256
     dropout: float = 0.2
+    hidden_layers: int = 1  # MLP depth after pooling (every family); the last one is "hidden"
+    conv_layers: int = 1  # cnn: stacked Conv1D per kernel width
+    transformer_layers: int = 2  # transformer: encoder blocks
+    num_heads: int = 2  # transformer: attention heads (embedding_dim must divide by it)
+    ff_units: int = 128  # transformer: feed-forward width
+    norm_first: bool = False  # transformer: pre-norm blocks (True) or post-norm, BERT-style (False)
 
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig:
-    """L = alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T)."""
+    """L = alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
+    [+ feature_weight * D(proj(student "hidden"), teacher features)].
+
+    Feature distillation is on when `feature_weight > 0` and the teacher has features; `feature_loss`
+    is "mse" (on standardized teacher features) or "cosine". It runs in the float stage only; the
+    projection is dropped afterwards, so the exported model holds only the logits path.
+    """
 
     alpha: float = 0.3
     temperature: float = 4.0
-    epochs: int = 12
+    epochs: int = 30
     batch_size: int = 64
     learning_rate: float = 2e-3
+    feature_weight: float = 0.0
+    feature_loss: str = "mse"
+    feature_layer: str = "hidden"
 
 
 @dataclasses.dataclass(frozen=True)
 class PruneConfig:
+    """Magnitude pruning (tfmot).
+
+    `schedule`: "polynomial" (0 -> target by `end_fraction` of the steps, cubic) or "constant"
+    (the target from the first step). `layer_targets`: per-layer targets as "name=sparsity"
+    (e.g. "embedding=0.7"); `exclude_layers`: layer names left dense. `m_by_n`: (2, 4) for
+    structured 2:4 sparsity on 2-D kernels (Dense, Embedding); other kernels (Conv1D) get
+    unstructured pruning at their target.
+    """
+
     target_sparsity: float = 0.5
     epochs: int = 4
     learning_rate: float = 5e-4
     end_fraction: float = 0.75  # the target is reached after this share of the pruning steps
+    schedule: str = "polynomial"
+    layer_targets: tuple[str, ...] = ()
+    exclude_layers: tuple[str, ...] = ()
+    m_by_n: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,12 @@
 Labels and teacher logits travel together as one target array `[label, logit_0, ..., logit_C-1]`,
 so the student trains with plain `model.fit`: tfmot's pruning and QAT wrappers and their
 callbacks work unchanged.
+
+Feature distillation (optional, `DistillConfig.feature_weight > 0`): a training-only model adds
+a learned projection of the student's hidden layer to the teacher's feature width and a second
+loss (MSE on standardized teacher features, or cosine) weighted beside the logits term. The
+student shares its layers with that model, so after training it holds the trained weights and
+its own graph (the one exported) has no projection.
 """
 
 from __future__ import annotations
@@ -71,3 +77,74 @@ def fit(model, x: np.ndarray, targets: np.ndarray, epochs: int, batch_size: int,
     if validation is not None:
         val = tf.data.Dataset.from_tensor_slices(validation).batch(512)
     return model.fit(ds, epochs=epochs, callbacks=list(callbacks), validation_data=val, verbose=verbose)
+
+
+FEATURE_LOSSES = ("mse", "cosine")
+PROJECTION_LAYER = "feature_projection"
+
+
+def feature_loss(kind: str) -> Callable:
+    """MSE or (1 - cosine similarity) between projected student and teacher features."""
+    if kind == "mse":
+        def loss(target, projected):
+            return tf.reduce_mean(tf.square(projected - target), axis=-1)
+    elif kind == "cosine":
+        def loss(target, projected):
+            return 1.0 - tf.reduce_sum(tf.math.l2_normalize(target, -1) * tf.math.l2_normalize(projected, -1), axis=-1)
+    else:
+        from .errors import InputError
+
+        raise InputError(f"distill.feature_loss {kind!r} is not one of: {', '.join(FEATURE_LOSSES)}")
+    loss.__name__ = f"feature_{kind}"
+    return loss
+
+
+def standardize_features(features: dict[str, np.ndarray], reference: str = "train") -> dict[str, np.ndarray]:
+    """Teacher features scaled per dimension by the `reference` split's mean and std."""
+    ref = np.asarray(features[reference], np.float32)
+    mean, std = ref.mean(0), ref.std(0) + 1e-6
+    return {k: ((np.asarray(v, np.float32) - mean) / std).astype(np.float32) for k, v in features.items()}
+
+
+def with_feature_head(student, feature_dim: int, layer: str = "hidden", seed: int = 0):
+    """A training model with outputs `[logits, projection(student.get_layer(layer))]`.
+
+    It shares every layer with `student` (training it trains the student); the projection
+    (`feature_projection`, Dense to `feature_dim`) exists in this model only.
+    """
+    from .errors import InputError
+
+    try:
+        hidden = student.get_layer(layer).output
+    except ValueError:
+        raise InputError(f"distill.feature_layer {layer!r}: no such layer in {student.name!r}") from None
+    keras.utils.set_random_seed(seed)
+    projected = keras.layers.Dense(feature_dim, name=PROJECTION_LAYER)(hidden)
+    return keras.Model(student.inputs, [student.outputs[0], projected], name=f"{student.name}_feature_distill")
+
+
+def compile_for_feature_distillation(model, config: DistillConfig, learning_rate: float | None = None,
+                                     alpha: float | None = None) -> None:
+    """Compile a `with_feature_head` model: logits loss + `feature_weight` * feature loss."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate),
+        loss=[distillation_loss(config.alpha if alpha is None else alpha, config.temperature),
+              feature_loss(config.feature_loss)],
+        loss_weights=[1.0, float(config.feature_weight)],
+        metrics=[[label_accuracy], []],
+    )
+
+
+def feature_distillation(student, config: DistillConfig, targets: dict[str, np.ndarray],
+                         teacher_features: dict[str, np.ndarray], alpha: float | None = None, seed: int = 0):
+    """(training model, targets per split) for feature distillation, compiled and ready for `fit`.
+
+    `targets` are packed logits targets per split (`pack_targets`); the teacher features of the
+    same splits are standardized on "train" for MSE (cosine ignores scale). The student is not
+    changed until the training model is trained.
+    """
+    feats = standardize_features(teacher_features) if config.feature_loss == "mse" else teacher_features
+    dim = int(np.asarray(feats["train"]).shape[1])
+    model = with_feature_head(student, dim, config.feature_layer, seed=seed)
+    compile_for_feature_distillation(model, config, alpha=alpha)
+    return model, {k: (v, np.asarray(feats[k], np.float32)) for k, v in targets.items()}
