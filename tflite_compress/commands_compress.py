@@ -26,8 +26,9 @@ def _human(result) -> str:
     if "drop_points_vs_input" in s:
         lines.append(f"drop vs the input model: {s['drop_points_vs_input']:.2f} points "
                      f"({100 * s['input_' + s['metric']]:.2f}% -> {100 * s['int8_' + s['metric']]:.2f}%)")
-    for stage, why in c.get("skipped", {}).items():
-        lines.append(f"skipped {stage}: {why}")
+    from .compress import skipped_lines
+
+    lines += skipped_lines(c.get("skipped", {}))
     for note in c.get("notes", []):
         lines.append(f"note: {note}")
     lines.append(f"\nwritten: {result.out_dir}/ (model_int8.tflite, recipe.json, report.json, ...)")

@@ -64,6 +64,7 @@ class CompressOptions:
     cache_dir: Path | None = None
     eval_share: float = 0.2
     self_teacher: bool = False  # set by `compress`: no --teacher given with a model file
+    fit_epochs_to_data: bool = True  # raise prune/QAT epochs to a minimum of steps on small data
 
 
 # ---------------------------------------------------------------- teachers
@@ -190,6 +191,9 @@ def compress(opts: CompressOptions, log: Callable[[str], None] = _log_default, v
         recipe = recipe.replace(convert=dataclasses.replace(recipe.convert, calibration_samples=opts.calibration_samples))
     recipe = recipe.replace(stages=stages)
     opts = dataclasses.replace(opts, self_teacher=self_teacher)
+    if teacher is not None and teacher.kind == "logits" and opts.eval is None:
+        raise InputError(f"--teacher {teacher.model_path}: precomputed logits are aligned with the train rows; "
+                         "give --eval too (without it a holdout would be cut from train)")
 
     if data_kind == "text":
         return _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, notes, log, verbose)
@@ -211,6 +215,28 @@ def _fit_epochs(recipe: Recipe, train_rows: int, notes: list[str], log) -> Recip
         notes.append(note)
         recipe = recipe.replace(**{stage: dataclasses.replace(cfg, epochs=epochs)})
     return recipe
+
+
+def _check_logits_file(recipe: Recipe, train_rows: int, num_labels: int) -> None:
+    """Fail before any training when a .npy teacher does not match the train rows and labels."""
+    if not (recipe.stages.distill and recipe.teacher.kind == "logits"):
+        return
+    path = recipe.teacher.model_path
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npy of teacher logits ({str(exc).splitlines()[0]})") from None
+    if shape != (train_rows, num_labels):
+        raise InputError(f"{path}: teacher logits have shape {shape}, expected ({train_rows}, {num_labels}): "
+                         "one row per train row, in the same order, one column per label")
+
+
+def skipped_lines(skipped: dict[str, str]) -> list[str]:
+    """One line per reason: "skipped prune, qat: <why>"."""
+    by_reason: dict[str, list[str]] = {}
+    for stage, why in skipped.items():
+        by_reason.setdefault(why, []).append(stage)
+    return [f"skipped {', '.join(stages)}: {why}" for why, stages in by_reason.items()]
 
 
 def _off(recipe: Recipe, skipped: dict, reason: str) -> Recipe:
@@ -309,6 +335,7 @@ def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, not
     dataset = TextDataset(train, val, ev, tuple(label_names),
                           oos_label=OOS_LABEL if OOS_LABEL in label_names else None, name=opts.train.stem)
     log(f"data: {len(train)} train rows, {len(ev)} eval rows, {len(label_names)} labels")
+    _check_logits_file(recipe, len(train), len(label_names))
 
     vocab = None
     student = None
@@ -333,11 +360,12 @@ def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, not
         family = opts.model or recipe.student.family
         recipe = recipe.replace(student=dataclasses.replace(recipe.student, family=family))
 
-    recipe = _fit_epochs(recipe, len(train), notes, log)
+    if opts.fit_epochs_to_data:
+        recipe = _fit_epochs(recipe, len(train), notes, log)
     extra = _extra(opts, loaded, _teacher_label(recipe.teacher if recipe.stages.distill else None),
                    skipped, notes, len(train), len(ev), eval_source)
-    for stage, why in skipped.items():
-        log(f"stage skipped: {stage}: {why}")
+    for line in skipped_lines(skipped):
+        log(line)
     return run_text_pipeline(dataset, recipe, opts.out_dir, cache_dir, calibration_texts=calibration_texts,
                              log=log, verbose=verbose, vocab=vocab, student=student, extra_report=extra)
 
@@ -382,6 +410,7 @@ def _compress_arrays(opts, recipe, cache_dir, skipped, notes, log, verbose):
         if calibration.shape[1:] != train.x.shape[1:]:
             raise InputError(f"{opts.calibration}: rows of shape {calibration.shape[1:]} differ from the train rows")
     log(f"data: {len(train)} train rows {train.x.shape[1:]}, {len(ev)} eval rows, {len(label_names)} labels")
+    _check_logits_file(recipe, len(train), len(label_names))
 
     loaded, recipe = _load_user_model(opts, recipe, train.x[:32], skipped, notes, log)
     from .models import check_fits
@@ -389,9 +418,10 @@ def _compress_arrays(opts, recipe, cache_dir, skipped, notes, log, verbose):
     check_fits(loaded, "arrays", len(label_names), row_shape=train.x.shape[1:])
     if loaded.trainable_by_tfmot:
         _precheck_stages(loaded.model, recipe, opts.model)
-    for stage, why in skipped.items():
-        log(f"stage skipped: {stage}: {why}")
-    recipe = _fit_epochs(recipe, len(train), notes, log)
+    for line in skipped_lines(skipped):
+        log(line)
+    if opts.fit_epochs_to_data:
+        recipe = _fit_epochs(recipe, len(train), notes, log)
     extra = _extra(opts, loaded, _teacher_label(None if not recipe.stages.distill else recipe.teacher),
                    skipped, notes, len(train), len(ev), eval_source)
     return run_array_pipeline(train, ev, label_names, recipe, loaded.model, opts.out_dir, cache_dir,

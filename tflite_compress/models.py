@@ -205,17 +205,31 @@ def _load_savedmodel(path: Path, unsafe: bool) -> LoadedModel:
 # ---------------------------------------------------------------- Keras 3 -> tf-keras
 
 
-def _load_keras3_original(path: Path, unsafe: bool):
+def foreign_layers(config: dict) -> list[str]:
+    """Layers of a Keras 3 config whose class is not Keras's own (custom code, maybe not importable)."""
+    out = []
+    for entry in iter_layers(config):
+        module = str(entry.get("module") or "")
+        if module and not module.startswith(("keras", "keras_hub", "keras_nlp")) and entry["class_name"] != "__keras_tensor__":
+            out.append(f"{entry['class_name']} (module {module})")
+    return out
+
+
+def _load_keras3_original(path: Path, unsafe: bool, config: dict | None = None):
     import keras
 
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as exc:  # noqa: BLE001
+        foreign = foreign_layers(config or {})
+        if foreign:
+            raise InputError(f"{path}: unsupported layer {', '.join(foreign)}: not a Keras layer, and its code is not "
+                             "importable here") from None
         raise InputError(f"{path}: cannot load it with Keras 3 ({_unsupported_message(exc)})") from None
 
 
 def _load_keras3(path: Path, config: dict, unsafe: bool, sample, log) -> LoadedModel:
-    original = _load_keras3_original(path, unsafe)
+    original = _load_keras3_original(path, unsafe, config)
     try:
         tfk_config, problems = keras3_config_to_tf_keras(config)
     except _NoTwin as exc:
@@ -303,6 +317,8 @@ def _translate_layer(entry: dict) -> dict:
     cls_name = entry["class_name"]
     name = entry.get("name") or entry["config"].get("name", "?")
     module = str(entry.get("module", "keras.layers"))
+    if cls_name in UNSAFE_CLASSES:
+        raise _NoTwin(f"layer {name!r} ({cls_name}) holds Keras 3 Python code, which tf-keras cannot rebuild")
     if cls_name in ("Functional", "Sequential", "Model"):
         raise _NoTwin(f"layer {name!r} is a nested model (not rebuilt)")
     if not module.startswith(("keras.layers", "keras.src.layers")) or entry.get("registered_name") not in (None, cls_name):
@@ -429,8 +445,10 @@ def _copy_weights(path: Path, original, model) -> None:
 
 
 def _sample_inputs(model, sample: np.ndarray | None, n: int = 16) -> np.ndarray:
-    if sample is not None:
-        return np.asarray(sample)[:n]
+    want = tuple(None if d is None else int(d) for d in model.inputs[0].shape[1:])
+    if sample is not None and len(np.shape(sample)[1:]) == len(want) and all(
+            w is None or w == g for w, g in zip(want, np.shape(sample)[1:])):
+        return np.asarray(sample)[:n]  # real rows when they fit; a misfit is reported by check_fits
     rng = np.random.default_rng(0)
     inp = model.inputs[0]
     shape = tuple(n if d is None else int(d) for d in inp.shape)

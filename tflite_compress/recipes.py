@@ -1,7 +1,9 @@
 """Named built-in recipes (`tflite_compress/recipes/*.json`) and recipe lookup by name or path.
 
-Each file is a whole `Recipe` (every stage's settings, stages switchable), so it reads as the
-full record of how a model is made and round-trips through `Recipe.from_dict` unchanged.
+Each file names the stages it switches on and the settings where it departs from the `Recipe`
+defaults (keys missing from a recipe JSON take the defaults), so the built-ins follow the suite's
+tuned defaults. The resolved recipe, with every setting, is written beside each output as
+`recipe.json` and round-trips through `Recipe.from_dict` unchanged.
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ def teacher_outputs(
         model_dir = minilm_dir() if config.kind == "minilm" else preset_dir(config.model_path)
         enc_key_src = {
             "teacher": config.kind + ":" + _hash_file_meta(model_dir), "data": data_hash,
-            "tokenizer": {"sequence_length": config.sequence_length, "vocab": _hash_file_meta(model_dir / "vocab.txt")},
+            "tokenizer": {"sequence_length": config.sequence_length, "vocab": _hash_file_meta(model_dir / "vocab.txt") if (model_dir / "vocab.txt").is_file() else None},
             "fine_tune": [config.fine_tune, config.fine_tune_epochs, config.fine_tune_learning_rate, labels_hash if config.fine_tune else None],
         }
         enc_key = "features-" + hashlib.sha256(json.dumps(enc_key_src, sort_keys=True).encode()).hexdigest()[:16]
