@@ -50,7 +50,7 @@ class StudentConfig:
     embedding_dim: int = 64
     filters: int = 128
     kernel_sizes: tuple[int, ...] = (1, 2, 3)
-    hidden_units: int = 256
+    hidden_units: int = 192
     dropout: float = 0.2
     hidden_layers: int = 1  # MLP depth after pooling (every family); the last one is "hidden"
     conv_layers: int = 1  # cnn: stacked Conv1D per kernel width
