@@ -264,8 +264,7 @@ def _load_user_model(opts: CompressOptions, recipe: Recipe, sample, skipped: dic
                                     distill=dataclasses.replace(recipe.distill, epochs=0))
             note = ("no --teacher: the input model is its own teacher (pruning and QAT learn from its logits; "
                     "distill.epochs=0 keeps the float model as given)")
-            log(f"teacher: {note}")
-            notes.append(note)
+            notes.append(note)  # printed with the results (after the fit checks)
     loaded = strip_final_softmax(loaded, log=log)
     return loaded, recipe
 
