@@ -131,12 +131,16 @@ def weight_sparsity(model: TFLiteModel, min_elements: int = 64) -> dict:
     """Share of exact zeros (after quantization) in each constant weight tensor of the file."""
     ref = TFLiteModel(model.content, dataclasses.replace(model.options, xnnpack=False, reference_kernels=False))
     interp = ref.interpreter
-    produced = {i for op in interp._get_ops_details() for i in op["outputs"]}
+    ops = interp._get_ops_details()
+    produced = {i for op in ops for i in op["outputs"]}
+    # Constants are op inputs that no op produces and that are not graph inputs; scratch
+    # tensors (im2col buffers and the like) are in the tensor list but feed no op.
+    consumed = {i for op in ops for i in op["inputs"]}
     inputs = {d["index"] for d in interp.get_input_details()}
     per_tensor = {}
     zeros = total = 0
     for t in interp.get_tensor_details():
-        if t["index"] in produced or t["index"] in inputs or len(t["shape"]) < 2:
+        if t["index"] not in consumed or t["index"] in produced or t["index"] in inputs or len(t["shape"]) < 2:
             continue
         if tensor_type_name(t["dtype"]) not in ("int8", "float32", "float16"):
             continue
