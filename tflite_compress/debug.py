@@ -36,6 +36,10 @@ def _keras_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
     return {_base_name(lay): np.asarray(o) for lay, o in zip(layers, outs)}
 
 
+def _output_layer(model) -> str:
+    return _base_name(model.outputs[0]._keras_history.layer)
+
+
 def _interpreter(content: bytes, batch: int):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -83,13 +87,15 @@ def layer_errors(keras_model, content: bytes, x: np.ndarray) -> list[dict]:
     interp.invoke()
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     names = set(ref)
+    out_index, out_layer = interp.get_output_details()[0]["index"], _output_layer(keras_model)
     match: dict[str, dict] = {}
     for op in interp._get_ops_details():
         for idx in op["outputs"]:
             t = tensors.get(idx)
             if t is None:
                 continue
-            layer = _keras_layer_of(t["name"], names)
+            # The graph output is named after the SavedModel signature, not the layer.
+            layer = out_layer if idx == out_index else _keras_layer_of(t["name"], names)
             if layer is None or int(np.prod(t["shape"])) != ref[layer].size:
                 continue
             match[layer] = t  # the last tensor produced for a layer is its output
@@ -130,9 +136,11 @@ def quantization_debugger(float_model, calibration: np.ndarray, x: np.ndarray | 
     debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=rows_of(debug))
     debugger.run()
     names = {_base_name(lay) for lay in float_model.layers}
+    out_layer = _output_layer(float_model)
     out = []
     for tensor, stats in debugger.layer_statistics.items():
-        row = {"layer": _keras_layer_of(tensor, names), "tensor_name": tensor.split(";")[0]}
+        layer = _keras_layer_of(tensor, names) or (out_layer if "StatefulPartitionedCall" in tensor else None)
+        row = {"layer": layer, "tensor_name": tensor.split(";")[0]}
         row.update({k: float(v) for k, v in stats.items()})
         if row.get("scale"):
             row["rmse_over_scale"] = float(np.sqrt(row["mean_squared_error"]) / row["scale"])

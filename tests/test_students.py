@@ -1,0 +1,102 @@
+"""Every student family: prune (50%) -> prune-preserving QAT -> full-INT8, integer-only, sparse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tflite_compress import _tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from tflite_compress.config import DistillConfig, PruneConfig, StudentConfig
+from tflite_compress.errors import InputError
+
+SEQ, VOCAB, CLASSES = 12, 60, 4
+
+TINY = {
+    "bag": StudentConfig(family="bag", embedding_dim=16, hidden_units=16, hidden_layers=2),
+    "cnn": StudentConfig(family="cnn", embedding_dim=8, filters=8, kernel_sizes=(1, 3), hidden_units=16, conv_layers=2),
+    "transformer_post_norm": StudentConfig(family="transformer", embedding_dim=16, num_heads=2, ff_units=32,
+                                           transformer_layers=1, hidden_units=16),
+    "transformer_pre_norm": StudentConfig(family="transformer", embedding_dim=16, num_heads=2, ff_units=32,
+                                          transformer_layers=1, hidden_units=16, norm_first=True),
+}
+
+
+def _tiny_data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, CLASSES, n)
+    x = rng.integers(2, VOCAB, (n, SEQ)).astype(np.int32)
+    x[:, 0] = 2 + y  # a learnable signal
+    return x, y
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_family_prunes_quantizes_and_converts_integer_only(name):
+    from tflite_compress import convert, distill, prune, qat
+    from tflite_compress.runtime import TFLiteModel, ops_with_types
+    from tflite_compress.students import build_student
+
+    config = TINY[name]
+    x, y = _tiny_data()
+    targets = distill.pack_targets(y, None, CLASSES)
+    model = build_student(config, VOCAB, SEQ, CLASSES)
+    assert model.inputs[0].dtype == "int32" and model.output_shape == (None, CLASSES)
+    assert model.get_layer("hidden").units == config.hidden_units
+
+    pruned = prune.prune(model, PruneConfig(target_sparsity=0.5, epochs=2), 16)
+    distill.compile_for_distillation(pruned, DistillConfig(), learning_rate=2e-3, alpha=1.0)
+    distill.fit(pruned, x, targets, 2, 32, callbacks=prune.callbacks(), verbose=0)
+    stripped = prune.strip(pruned)
+    assert prune.overall_sparsity(stripped) >= 0.49
+
+    q = qat.quantize_student(stripped, preserve_sparsity=True)
+    distill.compile_for_distillation(q, DistillConfig(), learning_rate=1e-3, alpha=1.0)
+    distill.fit(q, x, targets, 1, 32, verbose=0)
+    content = convert.to_int8(q, x[:64])  # raises ConversionError on any float tensor between ops
+
+    tfl = TFLiteModel(content)
+    for op in ops_with_types(tfl):
+        assert set(op["outputs"]) <= {"int8", "int32"}, op
+    if config.family == "transformer":
+        ops = {op["op"] for op in ops_with_types(tfl)}
+        assert {"BATCH_MATMUL", "SOFTMAX", "GELU", "RSQRT"} <= ops
+    # Zeros survive PQAT and conversion, per Keras layer as read back from the file.
+    sp = prune.tflite_sparsity_by_layer(content, [layer.name for layer in stripped.layers])
+    pruned_layers = {k for k, v in prune.sparsity_by_layer(stripped).items() if v >= 0.49}
+    assert pruned_layers and pruned_layers <= set(sp["by_layer"])
+    assert min(sp["by_layer"][k] for k in pruned_layers) >= 0.49
+    # INT8 logits track the QAT model's (a barely trained model has near-ties: allow a few flips).
+    got, want = tfl.predict(x[:128]), q.predict(x[:128], verbose=0)
+    assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.8
+    assert abs(np.mean(got.argmax(1) == y[:128]) - np.mean(want.argmax(1) == y[:128])) <= 0.05
+
+
+@pytest.mark.parametrize("bad, match", [
+    (StudentConfig(family="rnn"), "not one of: bag, cnn, transformer"),
+    (StudentConfig(family="transformer", embedding_dim=30, num_heads=4), "divisible by num_heads"),
+    (StudentConfig(family="cnn", kernel_sizes=()), "kernel_sizes"),
+    (StudentConfig(hidden_layers=0), "hidden_layers"),
+])
+def test_bad_student_configs_are_named(bad, match):
+    from tflite_compress.students import build_student
+
+    with pytest.raises(InputError, match=match):
+        build_student(bad, VOCAB, SEQ, CLASSES)
+
+
+def test_width_and_depth_options():
+    from tflite_compress.students import build_student
+
+    cnn = build_student(StudentConfig(family="cnn", filters=8, kernel_sizes=(2,), conv_layers=3, hidden_layers=2), VOCAB, SEQ, CLASSES)
+    assert [layer.name for layer in cnn.layers if layer.name.startswith("conv")] == ["conv_k2", "conv_k2_2", "conv_k2_3"]
+    assert {"hidden_1", "hidden"} <= {layer.name for layer in cnn.layers}
+    tr = build_student(StudentConfig(family="transformer", embedding_dim=32, num_heads=4, transformer_layers=3), VOCAB, SEQ, CLASSES)
+    assert sum(layer.name.endswith("_attention") for layer in tr.layers) == 3
+    assert tr.get_layer("block2_ffn_in").units == StudentConfig().ff_units
+
+
+def test_student_config_round_trips_through_json():
+    from tflite_compress.config import Recipe
+
+    r = Recipe().replace(student=TINY["transformer_pre_norm"])
+    assert Recipe.from_dict(r.to_dict()) == r
+    assert Recipe().student == StudentConfig()  # defaults unchanged: the demo's CNN
