@@ -174,6 +174,13 @@ def test_keras3_text_model_with_vocab_and_tflite_teacher(text_run, files, tmp_pa
     assert {"input", "float", "pruned", "qat", "int8"} <= set(r["stages"])
     assert "drop_points_vs_input" in r["summary"] and r["stages"]["int8"]["float_ops"] == []
     assert json.loads((tmp_path / "out" / "model_info.json").read_text())["sequence_length"] == 10
+    # The resolved recipe, fed back without --teacher, repeats the run with the same teacher (cached).
+    again = compress(CompressOptions(
+        train=files["train.csv"], eval=files["eval.jsonl"], model=str(tmp_path / "user.keras"),
+        vocab=out / "vocab.txt", labels=out / "labels.txt", recipe=str(tmp_path / "out" / "recipe.json"),
+        cache_dir=d / "cache", out_dir=tmp_path / "again", fit_epochs_to_data=False), log=quiet, verbose=0)
+    assert again.report["stages"]["teacher"]["cache_hit"] is True
+    assert again.recipe == result.recipe
 
 
 def test_npz_tf_keras_h5_model_is_its_own_teacher(files, tmp_path):

@@ -170,7 +170,11 @@ def compress(opts: CompressOptions, log: Callable[[str], None] = _log_default, v
         raise InputError(f"{opts.model}: a text model file needs the vocabulary it was trained with (--vocab vocab.txt)")
     if not model_is_file and opts.vocab is not None:
         raise InputError("--vocab goes with a MODEL file; the built-in student learns its vocabulary")
-    teacher = resolve_teacher(opts.teacher, data_kind, model_is_file)
+    if opts.teacher is None and recipe.teacher.model_path:
+        # A recipe naming a teacher file (e.g. a resolved recipe.json fed back) keeps it.
+        teacher = resolve_teacher(recipe.teacher.model_path, data_kind, model_is_file)
+    else:
+        teacher = resolve_teacher(opts.teacher, data_kind, model_is_file)
     skipped: dict[str, str] = {}
     notes: list[str] = []
 
