@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .config import Recipe, Stages, TeacherConfig
-from .data import (ArraySplit, OOS_LABEL, TextDataset, TextSplit, holdout_split, load_array_file, load_text_file,
+from .data import (ArraySplit, OOS_LABEL, TextDataset, holdout_split, load_array_file, load_text_file,
                    load_texts, stratified_sample)
 from .errors import InputError
 from .files import atomic_write_json, atomic_write_text
