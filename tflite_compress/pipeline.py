@@ -384,7 +384,8 @@ def format_table(report: dict) -> str:
     rows.append(("INT8 .tflite", acc(i["test"]), oos(i["test"]),
                  f"{i['size_bytes'] / 1024:.0f} KB ({i['gzip_bytes'] / 1024:.0f} KB gz)",
                  f"agree {100 * i['agreement_with_float']:.1f}%, sparsity {100 * i['weight_sparsity']:.1f}%, "
-                 f"p50 {lat['invoke_us_p50']:.0f} us invoke / {lat.get('end_to_end_us_p50', 0):.0f} us e2e"))
+                 f"p50 {lat['invoke_us_p50']:.0f} us invoke"
+                 + (f" / {lat['end_to_end_us_p50']:.0f} us e2e" if "end_to_end_us_p50" in lat else "")))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(r[c].ljust(widths[c]) for c in range(len(r))).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
