@@ -36,7 +36,7 @@ def export_android_cmd(run_dir: Path, app_dir: Path, golden_path: Path | None, d
     quantization parameters, vocabulary and labels). Bad input exits with code 2.
     """
     from .android import write_golden, export_android
-    from .cli import _fail
+    from .cli_common import fail as _fail
     from .data import CLINC150_FILE
     from .errors import InputError
 

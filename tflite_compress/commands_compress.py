@@ -7,13 +7,10 @@ from pathlib import Path
 
 import click
 
+from .cli_common import fail as _fail
 from .errors import GateError, InputError
 
 
-def _fail(exc: Exception) -> None:
-    from .cli import _fail as cli_fail
-
-    cli_fail(exc)
 
 
 def _human(result) -> str:

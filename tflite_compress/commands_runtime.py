@@ -11,7 +11,6 @@ Exit codes: 0 success, 1 a gate was missed, 2 bad input (a one-line error naming
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,29 +18,13 @@ from typing import Callable, Sequence
 import click
 import numpy as np
 
+from .cli_common import emit as _emit
+from .cli_common import fail as _fail
 from .errors import GateError, InputError
 from .runtime import RuntimeOptions
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json")
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
-
-
-def _fail(exc: Exception) -> None:
-    from .cli import _fail as cli_fail
-
-    cli_fail(exc)
-
-
-def _emit(obj: dict, as_json: bool, human: str) -> None:
-    click.echo(json.dumps(obj, indent=2, default=_json_default) if as_json else human)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def _int_list(option: str, value: str) -> list[int]:
@@ -227,10 +210,9 @@ def _format_eval(r: dict) -> str:
     return "\n".join(lines)
 
 
-def eval_command(model: Path, data_path: Path, text_column, label_column, min_accuracy, max_drop, baseline,
+def _eval(model: Path, data_path: Path, text_column, label_column, min_accuracy, max_drop, baseline,
                  batch_size: int, threads: str, xnnpack: bool, reference_kernels: bool, backend: str,
                  trust_model: bool, probe_timeout_s: float, as_json: bool) -> None:
-    """The body of `tflite-compress eval` (the command itself lives in cli.py)."""
     try:
         options = _options(_single_threads(threads), xnnpack, reference_kernels, backend)
         report, table, passed = run_eval(model, data_path, text_column, label_column, min_accuracy, max_drop,
@@ -243,6 +225,29 @@ def eval_command(model: Path, data_path: Path, text_column, label_column, min_ac
                   if isinstance(g, dict) and not g["passed"]]
         click.echo(f"Gate missed: {'; '.join(missed)}", err=True)
         sys.exit(1)
+
+
+@click.command("eval")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="Labelled data: CSV/TSV/JSONL (text + label columns), CLINC-style JSON (its test split), "
+                   "or .npz with x (inputs) and y (integer class ids).")
+@click.option("--text-column", default=None, help="Text column (default: text, utterance, sentence or query).")
+@click.option("--label-column", default=None, help="Label column (default: label, intent, category or class).")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None,
+              help="Gate: fail (exit 1) below this accuracy (in-scope accuracy when an oos label exists).")
+@click.option("--max-drop", type=click.FloatRange(0, 1), default=None,
+              help="Gate: fail (exit 1) if the metric is more than this below --baseline's.")
+@click.option("--baseline", type=click.Path(path_type=Path), default=None,
+              help="Another .tflite, or a Keras model file (.h5/.keras/SavedModel; needs TensorFlow), run on the same rows.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Rows per invoke (the input is resized when the model allows it, else batch 1).")
+@runtime_options
+def eval_cmd(model: Path, data_path: Path, text_column, label_column, min_accuracy, max_drop, baseline, batch_size,
+             threads, xnnpack, reference_kernels, backend, trust_model, probe_timeout_s, as_json) -> None:
+    """Task metrics of MODEL.tflite on labelled data, in the LiteRT interpreter (no TensorFlow)."""
+    _eval(model, data_path, text_column, label_column, min_accuracy, max_drop, baseline, batch_size,
+                 threads, xnnpack, reference_kernels, backend, trust_model, probe_timeout_s, as_json)
 
 
 # ---------------------------------------------------------------- bench
@@ -384,10 +389,10 @@ def compare_cmd(model_a: Path, model_b: Path | None, data_path: Path | None, sam
         sys.exit(1)
 
 
-COMMANDS: Sequence[click.Command] = (bench_cmd, inspect_cmd, compare_cmd)
+COMMANDS: Sequence[click.Command] = (eval_cmd, bench_cmd, inspect_cmd, compare_cmd)
 
 
 def register(group: click.Group) -> None:
-    """Add `bench`, `inspect` and `compare` to the CLI group."""
+    """Add `eval`, `bench`, `inspect` and `compare` to the CLI group."""
     for cmd in COMMANDS:
         group.add_command(cmd)

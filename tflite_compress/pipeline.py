@@ -48,11 +48,6 @@ class RunResult:
         return self.out_dir / MODEL_FILE
 
 
-def _in_scope_accuracy(y: np.ndarray, pred: np.ndarray, oos_id: int | None) -> float:
-    mask = y != oos_id if oos_id is not None else np.ones_like(y, bool)
-    return float(np.mean(pred[mask] == y[mask]))
-
-
 def _keras_metrics(model, x, y, label_names, oos_label, batch_size=512) -> tuple[dict, np.ndarray]:
     from .runtime import classification_metrics
 
@@ -105,7 +100,6 @@ def run_text_pipeline(
     taken as it is); `extra_report`, keys added to report.json.
     """
     from . import convert, distill, prune, qat
-    from ._tf import keras
     from .runtime import evaluate_text, file_stats, latency_us, load_bundle, weight_sparsity
     from .students import build_student
     from .teacher import teacher_outputs
@@ -118,7 +112,6 @@ def run_text_pipeline(
     label_names = list(dataset.label_names)
     num_labels = len(label_names)
     oos_label = dataset.oos_label
-    oos_id = label_names.index(oos_label) if oos_label in label_names else None
     t_all = time.perf_counter()
 
     # 1. Tokenizer: a WordPiece vocabulary learned on the train split.
