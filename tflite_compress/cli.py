@@ -24,19 +24,21 @@ def main() -> None:
 @main.command()
 @click.option("--name", default="clinc150", show_default=True, help="Run name: outputs go to RUNS_DIR/NAME.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
-@click.option("--recipe", "recipe_path", type=click.Path(path_type=Path), help="Recipe JSON (default: the built-in one).")
+@click.option("--recipe", "recipe_path", default=None,
+              help="A built-in recipe name (int8-pruned-50 by default, int8-default, ptq-only, ...) or a recipe .json path.")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), help="CLINC-style JSON (default: calibration_data/clinc150/data_full.json).")
 @click.option("--calibration", "calibration_path", type=click.Path(path_type=Path),
               help="Calibration folder (laid out as calibration_data/) or text file (default: calibration_data/).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def demo(name: str, runs_dir: Path, recipe_path: Path | None, data_path: Path | None,
+def demo(name: str, runs_dir: Path, recipe_path: str | None, data_path: Path | None,
          calibration_path: Path | None, as_json: bool) -> None:
     """Compress the bundled default: CLINC150 intents, MiniLM teacher, CNN student, INT8."""
-    from .config import Recipe
     from .data import CALIBRATION_DIR, CLINC150_FILE, calibration_texts, load_clinc150
 
     try:
-        recipe = Recipe.load(recipe_path) if recipe_path else Recipe()
+        from .recipes import load_recipe
+
+        recipe = load_recipe(recipe_path)
         dataset = load_clinc150(data_path or CLINC150_FILE)
         cal = calibration_texts(calibration_path or CALIBRATION_DIR, recipe.convert.calibration_samples, recipe.seed)
         from .pipeline import format_table, run_text_pipeline
