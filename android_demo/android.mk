@@ -8,7 +8,7 @@
 #                      check only: no resources, no dex, no APK. Downloads ~140 MB the first time.
 ANDROID_PY ?= .venv/bin/python
 ANDROID_MVN ?= mvn
-ANDROID_RUN ?= runs/full1
+ANDROID_RUN ?= runs/clinc150
 
 .PHONY: android-test android-golden android-typecheck
 
