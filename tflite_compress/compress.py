@@ -441,8 +441,9 @@ def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[
         teacher (cached) -> input model (distilled when a teacher is on) -> pruned -> QAT -> INT8
         (float input quantized to int8, int8 output) -> validation in the LiteRT interpreter
     """
-    from . import convert, distill, prune, qat
+    from . import convert, distill
     from .pipeline import (MODEL_FILE, RunResult, _cosine_lr, _count_params, _fmt_acc, _keras_metrics, _replace_dir,
+                           prune_stage, qat_stage,
                            _summarise, model_info)
     from .runtime import (TFLiteModel, evaluate_arrays, file_stats, inspect_model, latency_us, load_bundle,
                           weight_sparsity)
@@ -484,7 +485,6 @@ def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[
                for s in ("train", "val")}
     alpha = recipe.distill.alpha if teacher_logits else 1.0
     batch = recipe.distill.batch_size
-    steps_per_epoch = int(np.ceil(len(x["train"]) / batch))
 
     # 2. The input model, measured; fine-tuned by distillation when a teacher is on.
     t0 = time.perf_counter()
@@ -504,41 +504,14 @@ def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[
         log(f"      float model after distillation: test {_fmt_acc(float_metrics)}")
     current = model
 
-    # 3. Pruning.
-    if recipe.stages.prune and recipe.prune.target_sparsity > 0:
-        t0 = time.perf_counter()
-        log(f"[3/6] pruning: target sparsity {recipe.prune.target_sparsity:.0%} over {recipe.prune.epochs} epochs")
-        pruned = prune.prune(current, recipe.prune, steps_per_epoch * recipe.prune.epochs)
-        distill.compile_for_distillation(pruned, recipe.distill, learning_rate=recipe.prune.learning_rate, alpha=alpha)
-        distill.fit(pruned, x["train"], targets["train"], recipe.prune.epochs, batch,
-                    callbacks=prune.callbacks(), verbose=verbose, seed=recipe.seed + 1)
-        current = prune.strip(pruned)
-        overall = prune.overall_sparsity(current)
-        if overall < recipe.prune.target_sparsity - 0.02:
-            raise InputError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
-                             "raise prune.epochs or lower prune.end_fraction")
-        pm, _ = _keras_metrics(current, x["test"], y["test"], label_names, None)
-        stages["pruned"] = {"sparsity": overall, "sparsity_by_layer": prune.sparsity_by_layer(current), "test": pm}
-        timings["pruned"] = time.perf_counter() - t0
-        log(f"      pruned: sparsity {overall:.1%}, test {_fmt_acc(pm)}")
-    else:
-        log("[3/6] pruning: off")
+    # 3-4. Pruning, then QAT (prune-preserving when pruned): the demo's stages.
+    def evaluate(m) -> dict:
+        return _keras_metrics(m, x["test"], y["test"], label_names, None)[0]
 
-    # 4. QAT (prune-preserving when pruned).
-    if recipe.stages.qat:
-        t0 = time.perf_counter()
-        preserve = recipe.qat.preserve_sparsity and "pruned" in stages
-        log(f"[4/6] QAT: {recipe.qat.epochs} epochs{' (prune-preserving)' if preserve else ''}")
-        q = qat.quantize_student(current, preserve_sparsity=preserve)
-        distill.compile_for_distillation(q, recipe.distill, learning_rate=recipe.qat.learning_rate, alpha=alpha)
-        distill.fit(q, x["train"], targets["train"], recipe.qat.epochs, batch, verbose=verbose, seed=recipe.seed + 2)
-        qm, _ = _keras_metrics(q, x["test"], y["test"], label_names, None)
-        stages["qat"] = {"test": qm, "preserve_sparsity": preserve}
-        timings["qat"] = time.perf_counter() - t0
-        log(f"      QAT: test {_fmt_acc(qm)}")
-        current = q
-    else:
-        log("[4/6] QAT: off (post-training quantization)")
+    current = prune_stage(current, recipe, x["train"], targets["train"], alpha, stages, timings, evaluate,
+                          log, "[3/6]", verbose)
+    current = qat_stage(current, recipe, x["train"], targets["train"], alpha, stages, timings, evaluate,
+                        log, "[4/6]", verbose)
 
     # 5. Full-integer conversion (float input quantized to int8, int8 output).
     t0 = time.perf_counter()

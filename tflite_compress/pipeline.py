@@ -99,7 +99,7 @@ def run_text_pipeline(
     initial model taking the token ids (fine-tuned by distillation when `stages.distill`, else
     taken as it is); `extra_report`, keys added to report.json.
     """
-    from . import convert, distill, prune, qat
+    from . import convert, distill, prune
     from .runtime import evaluate_text, file_stats, latency_us, load_bundle, weight_sparsity
     from .students import build_student
     from .teacher import teacher_outputs
@@ -158,7 +158,6 @@ def run_text_pipeline(
                for s in ("train", "val")}
     alpha = recipe.distill.alpha if teacher_logits else 1.0
     batch = recipe.distill.batch_size
-    steps_per_epoch = int(np.ceil(len(x["train"]) / batch))
 
     # 3. Float student, distilled.
     t0 = time.perf_counter()
@@ -192,44 +191,14 @@ def run_text_pipeline(
     log(f"      float student: test {_fmt_acc(float_metrics)}")
     current = student
 
-    # 4. Pruning to the target sparsity, then strip the wrappers.
-    if recipe.stages.prune and recipe.prune.target_sparsity > 0:
-        t0 = time.perf_counter()
-        log(f"[4/7] pruning: target sparsity {recipe.prune.target_sparsity:.0%} over {recipe.prune.epochs} epochs")
-        total_steps = steps_per_epoch * recipe.prune.epochs
-        pruned = prune.prune(current, recipe.prune, total_steps)
-        distill.compile_for_distillation(pruned, recipe.distill, learning_rate=recipe.prune.learning_rate, alpha=alpha)
-        distill.fit(pruned, x["train"], targets["train"], recipe.prune.epochs, batch,
-                    callbacks=prune.callbacks(), verbose=verbose, seed=recipe.seed + 1)
-        current = prune.strip(pruned)
-        by_layer = prune.sparsity_by_layer(current)
-        overall = prune.overall_sparsity(current)
-        per_layer = recipe.prune.layer_targets or recipe.prune.exclude_layers  # overall differs from the target then
-        if not per_layer and overall < recipe.prune.target_sparsity - 0.02:
-            raise InputError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
-                             "raise prune.epochs or lower prune.end_fraction")
-        pm, _ = _keras_metrics(current, x["test"], y["test"], label_names, oos_label)
-        stages["pruned"] = {"sparsity": overall, "sparsity_by_layer": by_layer, "test": pm}
-        timings["pruned"] = time.perf_counter() - t0
-        log(f"      pruned: sparsity {overall:.1%}, test {_fmt_acc(pm)}")
-    else:
-        log("[4/7] pruning: off")
+    # 4-5. Pruning to the target sparsity, then QAT that keeps the zeros.
+    def evaluate(model) -> dict:
+        return _keras_metrics(model, x["test"], y["test"], label_names, oos_label)[0]
 
-    # 5. Quantization-aware training (keeps the zeros when pruned).
-    if recipe.stages.qat:
-        t0 = time.perf_counter()
-        preserve = recipe.qat.preserve_sparsity and "pruned" in stages
-        log(f"[5/7] QAT: {recipe.qat.epochs} epochs{' (prune-preserving)' if preserve else ''}")
-        q = qat.quantize_student(current, preserve_sparsity=preserve)
-        distill.compile_for_distillation(q, recipe.distill, learning_rate=recipe.qat.learning_rate, alpha=alpha)
-        distill.fit(q, x["train"], targets["train"], recipe.qat.epochs, batch, verbose=verbose, seed=recipe.seed + 2)
-        qm, _ = _keras_metrics(q, x["test"], y["test"], label_names, oos_label)
-        stages["qat"] = {"test": qm, "preserve_sparsity": preserve}
-        timings["qat"] = time.perf_counter() - t0
-        log(f"      QAT: test {_fmt_acc(qm)}")
-        current = q
-    else:
-        log("[5/7] QAT: off (post-training quantization)")
+    current = prune_stage(current, recipe, x["train"], targets["train"], alpha, stages, timings, evaluate,
+                          log, "[4/7]", verbose)
+    current = qat_stage(current, recipe, x["train"], targets["train"], alpha, stages, timings, evaluate,
+                        log, "[5/7]", verbose)
 
     # 6. Full-integer conversion, calibrated on calibration_data samples.
     t0 = time.perf_counter()
@@ -291,6 +260,65 @@ def run_text_pipeline(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return RunResult(out_dir, report, recipe)
+
+
+def prune_stage(model, recipe: Recipe, x_train: np.ndarray, targets: np.ndarray, alpha: float, stages: dict,
+                timings: dict, evaluate: Callable, log: Callable[[str], None], step: str, verbose: int):
+    """Prune to the recipe's target (tfmot), train with the distillation loss, strip the wrappers.
+
+    Records `stages["pruned"]` (sparsity overall and by layer, test metrics) and returns the
+    stripped model, or `model` itself when pruning is off.
+    """
+    from . import distill, prune
+
+    if not (recipe.stages.prune and recipe.prune.target_sparsity > 0):
+        log(f"{step} pruning: off")
+        return model
+    t0 = time.perf_counter()
+    log(f"{step} pruning: target sparsity {recipe.prune.target_sparsity:.0%} over {recipe.prune.epochs} epochs")
+    batch = recipe.distill.batch_size
+    total_steps = int(np.ceil(len(x_train) / batch)) * recipe.prune.epochs
+    pruned = prune.prune(model, recipe.prune, total_steps)
+    distill.compile_for_distillation(pruned, recipe.distill, learning_rate=recipe.prune.learning_rate, alpha=alpha)
+    distill.fit(pruned, x_train, targets, recipe.prune.epochs, batch,
+                callbacks=prune.callbacks(), verbose=verbose, seed=recipe.seed + 1)
+    stripped = prune.strip(pruned)
+    overall = prune.overall_sparsity(stripped)
+    per_layer = recipe.prune.layer_targets or recipe.prune.exclude_layers  # overall differs from the target then
+    if not per_layer and overall < recipe.prune.target_sparsity - 0.02:
+        raise InputError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
+                         "raise prune.epochs or lower prune.end_fraction")
+    pm = evaluate(stripped)
+    stages["pruned"] = {"sparsity": overall, "sparsity_by_layer": prune.sparsity_by_layer(stripped), "test": pm}
+    timings["pruned"] = time.perf_counter() - t0
+    log(f"      pruned: sparsity {overall:.1%}, test {_fmt_acc(pm)}")
+    return stripped
+
+
+def qat_stage(model, recipe: Recipe, x_train: np.ndarray, targets: np.ndarray, alpha: float, stages: dict,
+              timings: dict, evaluate: Callable, log: Callable[[str], None], step: str, verbose: int):
+    """Quantization-aware fine-tuning (prune-preserving after pruning), with the distillation loss.
+
+    Records `stages["qat"]` and returns the QAT model, or `model` itself when QAT is off (the
+    INT8 file then comes from post-training quantization).
+    """
+    from . import distill, qat
+
+    if not recipe.stages.qat:
+        log(f"{step} QAT: off (post-training quantization)")
+        return model
+    t0 = time.perf_counter()
+    preserve = recipe.qat.preserve_sparsity and "pruned" in stages
+    log(f"{step} QAT: {recipe.qat.epochs} epochs{' (prune-preserving)' if preserve else ''}")
+    q = qat.quantize_student(model, preserve_sparsity=preserve)
+    distill.compile_for_distillation(q, recipe.distill, learning_rate=recipe.qat.learning_rate, alpha=alpha)
+    distill.fit(q, x_train, targets, recipe.qat.epochs, recipe.distill.batch_size, verbose=verbose,
+                seed=recipe.seed + 2)
+    qm = evaluate(q)
+    stages["qat"] = {"test": qm, "preserve_sparsity": preserve}
+    timings["qat"] = time.perf_counter() - t0
+    log(f"      QAT: test {_fmt_acc(qm)}")
+    return q
 
 
 def _cosine_lr(base: float, epochs: int):
