@@ -100,14 +100,9 @@ def measure(content: bytes, data: dict, family: str, variant: str) -> dict:
     return row
 
 
-def _cosine(base: float, epochs: int):
-    from tflite_compress._tf import keras
-
-    return keras.callbacks.LearningRateScheduler(lambda e, lr: float(base * 0.5 * (1 + np.cos(np.pi * e / max(1, epochs)))))
-
-
 def bench_family(family: str, data: dict, verbose: int, feature_weight: float = 0.0, float_only: bool = False) -> list[dict]:
     from tflite_compress import convert, distill, prune, qat
+    from tflite_compress.pipeline import _cosine_lr
     from tflite_compress.students import build_student
 
     x, y = data["x"], data["y"]
@@ -126,7 +121,7 @@ def bench_family(family: str, data: dict, verbose: int, feature_weight: float = 
         distill.compile_for_distillation(student, dcfg)
         train_model, fit_targets = student, targets
     distill.fit(train_model, x["train"], fit_targets["train"], dcfg.epochs, batch, verbose=verbose,
-                callbacks=[_cosine(dcfg.learning_rate, dcfg.epochs)])
+                callbacks=[_cosine_lr(dcfg.learning_rate, dcfg.epochs)])
     timings["float_s"] = time.perf_counter() - t0
     suffix = f"_fd{feature_weight:g}" if feature_weight > 0 else ""
     rows.append(measure(convert.to_float(student), data, family, "float" + suffix))
