@@ -114,3 +114,14 @@ def test_demo_cli_writes_run_and_prints_table(tmp_path, tiny_clinc_file, tiny_re
     assert res.exit_code == 0, res.output
     assert "INT8 .tflite" in res.stdout and "integer-only: yes" in res.stdout
     assert (tmp_path / "runs" / "cli" / "model_int8.tflite").is_file()
+
+
+def test_demo_json_keeps_stdout_machine_readable(tmp_path, tiny_clinc_file, tiny_recipe):
+    recipe = tmp_path / "recipe.json"
+    quick = tiny_recipe.replace(stages=type(tiny_recipe.stages)(distill=False, prune=False, qat=False))
+    recipe.write_text(json.dumps(quick.to_dict()))
+    res = CliRunner().invoke(main, ["demo", "--data", str(tiny_clinc_file), "--recipe", str(recipe),
+                                    "--runs-dir", str(tmp_path / "runs"), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)  # no Keras progress lines mixed in
+    assert report["summary"]["integer_only"] is True

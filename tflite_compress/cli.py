@@ -43,7 +43,9 @@ def demo(name: str, runs_dir: Path, recipe_path: str | None, data_path: Path | N
         cal = calibration_texts(calibration_path or CALIBRATION_DIR, recipe.convert.calibration_samples, recipe.seed)
         from .pipeline import format_table, run_text_pipeline
 
-        result = run_text_pipeline(dataset, recipe, runs_dir / name, runs_dir / "cache", calibration_texts=cal)
+        # Keras prints its progress on stdout: keep stdout for the JSON alone with --json.
+        result = run_text_pipeline(dataset, recipe, runs_dir / name, runs_dir / "cache", calibration_texts=cal,
+                                   verbose=0 if as_json else None)
     except (InputError, GateError) as exc:
         fail(exc)
     except Exception as exc:  # noqa: BLE001 - conversion errors and the like
