@@ -442,8 +442,8 @@ def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[
         (float input quantized to int8, int8 output) -> validation in the LiteRT interpreter
     """
     from . import convert, distill
-    from .pipeline import (MODEL_FILE, RunResult, _cosine_lr, _count_params, _fmt_acc, _keras_metrics, _replace_dir,
-                           prune_stage, qat_stage,
+    from .pipeline import (MODEL_FILE, RunResult, _count_params, _fmt_acc, _keras_metrics, _replace_dir,
+                           distill_fit, prune_stage, qat_stage,
                            _summarise, model_info)
     from .runtime import (TFLiteModel, evaluate_arrays, file_stats, inspect_model, latency_us, load_bundle,
                           weight_sparsity)
@@ -484,7 +484,6 @@ def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[
     targets = {s: distill.pack_targets(y[s], teacher_logits.get(s) if teacher_logits else None, num_labels)
                for s in ("train", "val")}
     alpha = recipe.distill.alpha if teacher_logits else 1.0
-    batch = recipe.distill.batch_size
 
     # 2. The input model, measured; fine-tuned by distillation when a teacher is on.
     t0 = time.perf_counter()
@@ -493,10 +492,7 @@ def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[
     log(f"[2/6] model {model.name}: {_count_params(model):,} parameters, test {_fmt_acc(im)}")
     if recipe.stages.distill and recipe.distill.epochs > 0:
         log(f"      distillation alpha={alpha} T={recipe.distill.temperature}, {recipe.distill.epochs} epochs")
-        distill.compile_for_distillation(model, recipe.distill, alpha=alpha)
-        distill.fit(model, x["train"], targets["train"], recipe.distill.epochs, batch,
-                    validation=(x["val"], targets["val"]), verbose=verbose, seed=recipe.seed,
-                    callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
+        distill_fit(model, recipe, x, targets, alpha, None, log, verbose)
     float_metrics, float_pred = _keras_metrics(model, x["test"], y["test"], label_names, None)
     stages["float"] = {"parameters": _count_params(model), "test": float_metrics}
     timings["float"] = time.perf_counter() - t0

@@ -157,7 +157,6 @@ def run_text_pipeline(
     targets = {s: distill.pack_targets(y[s], teacher_logits.get(s) if teacher_logits else None, num_labels)
                for s in ("train", "val")}
     alpha = recipe.distill.alpha if teacher_logits else 1.0
-    batch = recipe.distill.batch_size
 
     # 3. Float student, distilled.
     t0 = time.perf_counter()
@@ -173,18 +172,7 @@ def run_text_pipeline(
     else:
         log(f"[3/7] student: {student.name}, {_count_params(student):,} parameters; distillation "
             f"alpha={alpha} T={recipe.distill.temperature}, {recipe.distill.epochs} epochs")
-        train_model, fit_targets = student, targets
-        if recipe.distill.feature_weight > 0 and teacher_features and {"train", "val"} <= set(teacher_features):
-            # Feature distillation: a training-only projection head; `student` keeps the logits path.
-            log(f"      + feature distillation: {recipe.distill.feature_loss} on teacher features "
-                f"({teacher_features['train'].shape[1]}-d), weight {recipe.distill.feature_weight}")
-            train_model, fit_targets = distill.feature_distillation(student, recipe.distill, targets, teacher_features,
-                                                                    alpha=alpha, seed=recipe.seed)
-        else:
-            distill.compile_for_distillation(student, recipe.distill, alpha=alpha)
-        distill.fit(train_model, x["train"], fit_targets["train"], recipe.distill.epochs, batch,
-                    validation=(x["val"], fit_targets["val"]), verbose=verbose, seed=recipe.seed,
-                    callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
+        distill_fit(student, recipe, x, targets, alpha, teacher_features, log, verbose)
     float_metrics, float_pred = _keras_metrics(student, x["test"], y["test"], label_names, oos_label)
     stages["float"] = {"parameters": _count_params(student), "test": float_metrics}
     timings["float"] = time.perf_counter() - t0
@@ -260,6 +248,28 @@ def run_text_pipeline(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return RunResult(out_dir, report, recipe)
+
+
+def distill_fit(student, recipe: Recipe, x: dict, targets: dict, alpha: float, teacher_features: dict | None,
+                log: Callable[[str], None], verbose: int) -> None:
+    """Train `student` in place on packed targets (train, with val for validation).
+
+    Logits distillation always; feature distillation too when the recipe asks for it and the
+    teacher has train and val features (a training-only projection: `student` keeps the logits path).
+    """
+    from . import distill
+
+    train_model, fit_targets = student, targets
+    if recipe.distill.feature_weight > 0 and teacher_features and {"train", "val"} <= set(teacher_features):
+        log(f"      + feature distillation: {recipe.distill.feature_loss} on teacher features "
+            f"({teacher_features['train'].shape[1]}-d), weight {recipe.distill.feature_weight}")
+        train_model, fit_targets = distill.feature_distillation(student, recipe.distill, targets, teacher_features,
+                                                                alpha=alpha, seed=recipe.seed)
+    else:
+        distill.compile_for_distillation(student, recipe.distill, alpha=alpha)
+    distill.fit(train_model, x["train"], fit_targets["train"], recipe.distill.epochs, recipe.distill.batch_size,
+                validation=(x["val"], fit_targets["val"]), verbose=verbose, seed=recipe.seed,
+                callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
 
 
 def prune_stage(model, recipe: Recipe, x_train: np.ndarray, targets: np.ndarray, alpha: float, stages: dict,
