@@ -69,6 +69,8 @@ def test_every_stage_reports_figures(tiny_run):
     assert result.report["summary"]["size_ratio_teacher_to_student"] > 100
     assert set(st["pruned"]["sparsity_by_layer"]) >= {"embedding", "conv_k1", "hidden", "logits"}
     assert any("[7/7]" in line for line in logs)
+    # The teacher labelled an augmented copy of every train text for distillation.
+    assert st["augment"] == {"copies": 1, "texts": 6 * 40 + 20}
 
 
 def test_second_run_reuses_teacher_cache(tiny_run, tiny_clinc_file, tiny_recipe):

@@ -143,3 +143,16 @@ def test_conversion_rejects_float_compute():
     model = keras.Model(inp, out)
     with pytest.raises(convert.ConversionError):
         convert.to_int8(model, np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32))
+
+
+def test_augment_texts_is_deterministic_and_keeps_words():
+    from tflite_compress.distill import augment_texts
+
+    texts = ["set a timer for ten minutes", "hi", "what is my bank balance right now"]
+    a = augment_texts(texts, copies=2, seed=3)
+    assert a == augment_texts(texts, copies=2, seed=3)
+    assert len(a) == 6 and all(a)
+    for src, aug in zip(texts * 2, a):
+        assert set(aug.split()) <= set(src.split())
+    assert a != texts * 2  # something was dropped or swapped
+    assert augment_texts(texts, copies=0) == []

@@ -72,12 +72,17 @@ class DistillConfig:
 
     alpha: float = 0.3
     temperature: float = 4.0
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 2e-3
     feature_weight: float = 0.0
     feature_loss: str = "mse"
     feature_layer: str = "hidden"
+    # Augmented copies of the train texts, labelled by the teacher (word dropout + one adjacent
+    # swap); 0 turns it off. Measured on CLINC150: +0.6 points for the float student.
+    augment_copies: int = 1
+    augment_word_dropout: float = 0.15
+    augment_swap_probability: float = 0.5
 
 
 @dataclasses.dataclass(frozen=True)

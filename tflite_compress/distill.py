@@ -148,3 +148,23 @@ def feature_distillation(student, config: DistillConfig, targets: dict[str, np.n
     model = with_feature_head(student, dim, config.feature_layer, seed=seed)
     compile_for_feature_distillation(model, config, alpha=alpha)
     return model, {k: (v, np.asarray(feats[k], np.float32)) for k, v in targets.items()}
+
+
+def augment_texts(texts, copies: int, word_dropout: float = 0.15, swap_probability: float = 0.5,
+                  seed: int = 0) -> list[str]:
+    """`copies` noisy variants of each text, for the teacher to label (distillation data).
+
+    Each variant drops every word with probability `word_dropout` (keeping at least one) and,
+    with probability `swap_probability`, swaps two adjacent words. Deterministic for a seed.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(copies):
+        for text in texts:
+            words = text.split()
+            kept = [w for w in words if rng.random() >= word_dropout] or words[:1]
+            if len(kept) > 2 and rng.random() < swap_probability:
+                i = int(rng.integers(0, len(kept) - 1))
+                kept[i], kept[i + 1] = kept[i + 1], kept[i]
+            out.append(" ".join(kept))
+    return out

@@ -129,16 +129,20 @@ def run_text_pipeline(
                            "train_truncated_share": truncated}
     timings["tokenizer"] = time.perf_counter() - t0
 
-    # 2. Teacher: logits (and features) for every split, from the cache when present.
+    # 2. Teacher: logits (and features) for every split, from the cache when present; also for
+    #    augmented copies of the train texts, which it labels for distillation.
     teacher_logits = None
     teacher_features = None
     if recipe.stages.distill:
         t0 = time.perf_counter()
         log("[2/7] teacher")
-        outs = teacher_outputs(
-            recipe.teacher, {s: getattr(dataset, s).texts for s in ("train", "val", "test")},
-            y["train"], num_labels, cache_dir, student_ids=x, log=log,
-        )
+        texts = {s: getattr(dataset, s).texts for s in ("train", "val", "test")}
+        if recipe.distill.augment_copies > 0:
+            texts["augmented"] = tuple(distill.augment_texts(
+                dataset.train.texts, recipe.distill.augment_copies, recipe.distill.augment_word_dropout,
+                recipe.distill.augment_swap_probability, seed=recipe.seed))
+            x["augmented"] = tokenizer.encode_batch(texts["augmented"])
+        outs = teacher_outputs(recipe.teacher, texts, y["train"], num_labels, cache_dir, student_ids=x, log=log)
         teacher_logits = outs.logits
         teacher_features = outs.features
         from .runtime import classification_metrics
@@ -157,6 +161,18 @@ def run_text_pipeline(
     targets = {s: distill.pack_targets(y[s], teacher_logits.get(s) if teacher_logits else None, num_labels)
                for s in ("train", "val")}
     alpha = recipe.distill.alpha if teacher_logits else 1.0
+    if teacher_logits and "augmented" in teacher_logits:
+        # Distillation data: the train texts and their augmented copies (labelled by the teacher;
+        # the CE term keeps the original label). Teachers with train logits only skip this.
+        copies = recipe.distill.augment_copies
+        stages["augment"] = {"copies": copies, "texts": int(len(x["augmented"]))}
+        log(f"      distillation data: {len(x['train'])} train texts + {len(x['augmented'])} augmented copies")
+        x["train"] = np.concatenate([x["train"], x["augmented"]])
+        targets["train"] = np.concatenate([targets["train"], distill.pack_targets(
+            np.tile(y["train"], copies), teacher_logits["augmented"], num_labels)])
+        if teacher_features and "augmented" in teacher_features:
+            teacher_features = dict(teacher_features, train=np.concatenate(
+                [teacher_features["train"], teacher_features["augmented"]]))
 
     # 3. Float student, distilled.
     t0 = time.perf_counter()
