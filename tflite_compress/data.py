@@ -207,11 +207,14 @@ class ArraySplit:
         return ArraySplit(self.x[idx], None if self.y is None else self.y[idx], self.label_names)
 
 
-def load_array_file(path: str | os.PathLike, need_labels: bool = True, allow_pickle: bool = False) -> ArraySplit:
+def load_array_file(path: str | os.PathLike, need_labels: bool = True, allow_pickle: bool = False,
+                    min_x_dims: int = 2) -> ArraySplit:
     """`x` (inputs, one row per sample) and `y` (integer class ids) from an `.npz`.
 
     An optional `labels` array of strings names the classes (`labels[i]` is class `i`). Object
     (pickled) arrays are refused unless `allow_pickle`: loading them runs stored code.
+    `min_x_dims`: 2 for training data (samples, features...); the runtime harness takes 1 too,
+    for models whose input is one scalar per sample.
     """
     import zipfile
 
@@ -237,7 +240,7 @@ def load_array_file(path: str | os.PathLike, need_labels: bool = True, allow_pic
         raise InputError(f"{path}: not a readable .npz ({str(exc).splitlines()[0]})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(f"{path}: not a readable .npz ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if x.ndim < 2 or x.dtype.kind not in "biuf":
+    if x.ndim < min_x_dims or x.dtype.kind not in "biuf":
         raise InputError(f"{path}: 'x' must be a numeric array of shape (samples, ...); got {x.dtype} {x.shape}")
     if len(x) == 0:
         raise InputError(f"{path}: no rows")

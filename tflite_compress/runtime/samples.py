@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import os
-import zipfile
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
 from .interpreter import TFLiteModel
 
 
 def load_npz(path: str | os.PathLike, need_labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """`x` (model inputs) and `y` (integer class ids) from an `.npz`; pickled objects are refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: data file not found")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            keys = set(f.files)
-            if "x" not in keys or (need_labels and "y" not in keys):
-                raise InputError(f"{path}: an .npz needs arrays 'x' (inputs) and 'y' (class ids); found {sorted(keys)}")
-            x = f["x"]
-            y = f["y"] if "y" in keys else None
-    except InputError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"{path}: not a readable .npz ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if x.ndim < 1 or x.dtype.kind not in "biuf":
-        raise InputError(f"{path}: 'x' must be a numeric array with one row per sample; got {x.dtype} {x.shape}")
-    if y is not None:
-        if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise InputError(f"{path}: 'y' must be a 1-D array of integer class ids; got {y.dtype} {y.shape}")
-        if len(y) != len(x):
-            raise InputError(f"{path}: 'x' has {len(x)} rows but 'y' has {len(y)} labels")
-    if len(x) == 0:
-        raise InputError(f"{path}: no rows")
-    return x, y
+    """`x` (model inputs) and `y` (integer class ids) from an `.npz`; pickled objects are refused.
+
+    The same reader and checks as training data (`data.load_array_file`, numpy only), with one
+    row per sample of any shape.
+    """
+    from ..data import load_array_file
+
+    arrays = load_array_file(path, need_labels=need_labels, allow_pickle=False, min_x_dims=1)
+    return arrays.x, arrays.y
 
 
 def token_id_limit(model: TFLiteModel) -> int:
