@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..tokenizer import WordPieceTokenizer
-from .interpreter import RuntimeOptions, TFLiteModel
+from .interpreter import RuntimeOptions, TFLiteModel, time_invokes_us
 from .samples import random_inputs
 
 
@@ -70,15 +70,7 @@ def bench_config(content: bytes, options: RuntimeOptions, batch: int, runs: int 
     model.invoke_raw(rng_batches[0])  # resizes to `batch` and allocates
     row["first_invoke_us"] = (time.perf_counter_ns() - t0) / 1e3
     index, out_index = model.input["index"], model.output["index"]
-    for i in range(warmup):
-        interp.set_tensor(index, rng_batches[i % len(rng_batches)])
-        interp.invoke()
-    times = np.empty(runs)
-    for i in range(runs):
-        interp.set_tensor(index, rng_batches[i % len(rng_batches)])
-        t0 = time.perf_counter_ns()
-        interp.invoke()
-        times[i] = (time.perf_counter_ns() - t0) / 1e3
+    times = time_invokes_us(model, rng_batches, runs, warmup)
     row.update(_stats_us(times, batch, "invoke"))
     if texts and tokenizer is not None:
         chunks = [[texts[(k * batch + j) % len(texts)] for j in range(batch)] for k in range(16)]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..tokenizer import TokenizerConfig, WordPieceTokenizer
-from .interpreter import RuntimeOptions, TFLiteModel, load_model, ops_with_types, tensor_type_name
+from .interpreter import RuntimeOptions, TFLiteModel, load_model, ops_with_types, tensor_type_name, time_invokes_us
 
 INTEGER_TYPES = ("int8", "int32")
 
@@ -170,15 +170,7 @@ def latency_us(model: TFLiteModel, rows: np.ndarray, runs: int = 200, warmup: in
     model.invoke_raw(x)
     interp, index = model.interpreter, model.input["index"]
     samples = [model.quantize_input(rows[i % len(rows): i % len(rows) + 1]) for i in range(min(len(rows), 64))]
-    for i in range(warmup):
-        interp.set_tensor(index, samples[i % len(samples)])
-        interp.invoke()
-    times = np.empty(runs)
-    for i in range(runs):
-        interp.set_tensor(index, samples[i % len(samples)])
-        t0 = time.perf_counter_ns()
-        interp.invoke()
-        times[i] = (time.perf_counter_ns() - t0) / 1e3
+    times = time_invokes_us(model, samples, runs, warmup)
     out = {"invoke_us_p50": float(np.percentile(times, 50)), "invoke_us_p95": float(np.percentile(times, 95)), "runs": runs}
     if texts is not None and tokenizer is not None:
         e2e = np.empty(runs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -226,6 +227,25 @@ def load_model(path: str | os.PathLike, options: RuntimeOptions = RuntimeOptions
     model = TFLiteModel(content, options)
     model.name = str(path)
     return model
+
+
+def time_invokes_us(model: "TFLiteModel", inputs: Sequence[np.ndarray], runs: int, warmup: int) -> np.ndarray:
+    """Microseconds of each of `runs` timed `invoke()` calls, after `warmup` untimed ones.
+
+    `inputs` are ready-made input tensors (the model's dtype and current shape), cycled through;
+    only `invoke()` is inside the timer.
+    """
+    interp, index = model.interpreter, model.input["index"]
+    for i in range(warmup):
+        interp.set_tensor(index, inputs[i % len(inputs)])
+        interp.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        interp.set_tensor(index, inputs[i % len(inputs)])
+        t0 = time.perf_counter_ns()
+        interp.invoke()
+        times[i] = (time.perf_counter_ns() - t0) / 1e3
+    return times
 
 
 def tensor_type_name(dtype) -> str:
