@@ -49,18 +49,20 @@ def _tensor_quantizer(preserve_sparsity: bool):
 class EmbeddingQuantizeConfig(_q.QuantizeConfig):
     """Fake-quantizes the embedding table; output shares the table's quantization."""
 
+    table = "embeddings"  # the layer attribute holding the table
+
     def __init__(self, preserve_sparsity: bool = False):
         self.preserve_sparsity = preserve_sparsity
         self._quantizer = _tensor_quantizer(preserve_sparsity)
 
     def get_weights_and_quantizers(self, layer):
-        return [(layer.embeddings, self._quantizer)]
+        return [(getattr(layer, self.table), self._quantizer)]
 
     def get_activations_and_quantizers(self, layer):
         return []
 
     def set_quantize_weights(self, layer, quantize_weights):
-        layer.embeddings = quantize_weights[0]
+        setattr(layer, self.table, quantize_weights[0])
 
     def set_quantize_activations(self, layer, quantize_activations):
         pass
@@ -179,25 +181,14 @@ class AttentionQuantizeConfig(OutputQuantizeConfig):
     softmax inside are calibrated by the converter from the representative dataset."""
 
 
-class PositionEmbeddingQuantizeConfig(_q.QuantizeConfig):
+class PositionEmbeddingQuantizeConfig(EmbeddingQuantizeConfig):
     """`students.PositionEmbedding`: per-tensor symmetric table, quantized output (x + table)."""
 
+    table = "positions"
+
     def __init__(self, preserve_sparsity: bool = False, quantize_output: bool = True):
-        self.preserve_sparsity = preserve_sparsity
+        super().__init__(preserve_sparsity)
         self.quantize_output = quantize_output
-        self._quantizer = _tensor_quantizer(preserve_sparsity)
-
-    def get_weights_and_quantizers(self, layer):
-        return [(layer.positions, self._quantizer)]
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        layer.positions = quantize_weights[0]
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
 
     def get_output_quantizers(self, layer):
         return [_output_quantizer()] if self.quantize_output else []
