@@ -1,7 +1,7 @@
 """`tflite-compress`: a thin click CLI over the library.
 
-Exit codes: 0 success, 1 a validation gate was missed, 2 bad input (a one-line error naming
-the file or option).
+Exit codes (errors.EXIT_CODES): 0 success, 1 a gate was missed, 2 bad input, 3 a stage could
+not do what was asked with valid input.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .cli_common import CONTEXT, emit, fail
-from .errors import GateError, InputError
+from .cli_common import CONTEXT, EXIT_CODES_HELP, emit, guarded
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="tflite-compress")
 def main() -> None:
     """Turn Keras models into small, fast, validated INT8 .tflite files for phones."""
+
+
+main.help = (main.help or "") + "\n\n" + EXIT_CODES_HELP
 
 
 @main.command()
@@ -30,30 +32,22 @@ def main() -> None:
 @click.option("--calibration", "calibration_path", type=click.Path(path_type=Path),
               help="Calibration folder (laid out as calibration_data/) or text file (default: calibration_data/).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@guarded
 def demo(name: str, runs_dir: Path, recipe_path: str | None, data_path: Path | None,
          calibration_path: Path | None, as_json: bool) -> None:
     """Compress the bundled default: CLINC150 intents, MiniLM teacher, CNN student, INT8."""
     from .data import CALIBRATION_DIR, CLINC150_FILE, calibration_texts, load_clinc150
 
-    try:
-        from .recipes import load_recipe
+    from .recipes import load_recipe
 
-        recipe = load_recipe(recipe_path)
-        dataset = load_clinc150(data_path or CLINC150_FILE)
-        cal = calibration_texts(calibration_path or CALIBRATION_DIR, recipe.convert.calibration_samples, recipe.seed)
-        from .pipeline import format_table, run_text_pipeline
+    recipe = load_recipe(recipe_path)
+    dataset = load_clinc150(data_path or CLINC150_FILE)
+    cal = calibration_texts(calibration_path or CALIBRATION_DIR, recipe.convert.calibration_samples, recipe.seed)
+    from .pipeline import format_table, run_text_pipeline
 
-        # Keras prints its progress on stdout: keep stdout for the JSON alone with --json.
-        result = run_text_pipeline(dataset, recipe, runs_dir / name, runs_dir / "cache", calibration_texts=cal,
-                                   verbose=0 if as_json else None)
-    except (InputError, GateError) as exc:
-        fail(exc)
-    except Exception as exc:  # noqa: BLE001 - conversion errors and the like
-        from .convert import ConversionError
-
-        if isinstance(exc, ConversionError):
-            raise click.ClickException(str(exc)) from None
-        raise
+    # Keras prints its progress on stdout: keep stdout for the JSON alone with --json.
+    result = run_text_pipeline(dataset, recipe, runs_dir / name, runs_dir / "cache", calibration_texts=cal,
+                               verbose=0 if as_json else None)
     emit(result.report, as_json, format_table(result.report) + f"\n\nwritten: {result.out_dir}/")
 
 

@@ -1,32 +1,55 @@
 """What every CLI command shares: exit codes and output.
 
-Exit codes: 0 success, 1 a validation gate was missed (GateError), 2 bad input (InputError):
-a one-line error naming the file or option.
+Exit codes (one table, `errors.EXIT_CODES`): 0 success; 1 a gate was missed (GateError);
+2 bad input (InputError: a one-line error naming the file, option or recipe key);
+3 valid input, but a stage could not do what was asked (RunError: conversion failed, pruning
+short of its target, a float op left in an integer-only file).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from typing import Callable
 
 import click
 import numpy as np
 
-from .errors import GateError
+from .errors import EXIT_CODES, GateError, TFLiteCompressError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+EXIT_CODES_HELP = "Exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()) + "."
 
 
-class UsageFailure(click.ClickException):
-    exit_code = 2
+class CommandFailure(click.ClickException):
+    """A library error at the CLI boundary: one line on stderr, the error's exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
-def fail(exc: Exception) -> None:
-    """Raise the CLI's form of a library error: exit 1 for a missed gate, else exit 2."""
+def fail(exc: TFLiteCompressError) -> None:
+    """Raise the CLI's form of a library error: exit 1 gate, 2 bad input, 3 a stage could not finish."""
+    line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, GateError):
-        click.echo(f"Gate missed: {exc}", err=True)
+        click.echo(f"Gate missed: {line}", err=True)
         sys.exit(1)
-    raise UsageFailure(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    raise CommandFailure(line, getattr(exc, "exit_code", 3))
+
+
+def guarded(func: Callable) -> Callable:
+    """Map the suite's errors to their exit codes (the one place that does)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except TFLiteCompressError as exc:
+            fail(exc)
+
+    return wrapper
 
 
 def _json_default(o):

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import fail as _fail
-from .errors import GateError, InputError
+from .cli_common import guarded
 
 
 
@@ -60,6 +59,7 @@ def _human(result) -> str:
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (written whole, or not at all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@guarded
 def compress_cmd(model, train, eval_path, calibration, calibration_samples, teacher, recipe, vocab, labels,
                  text_column, label_column, unsafe, cache_dir, out_dir, as_json) -> None:
     """Compress MODEL (a model file, or a built-in student: cnn, bag) on your data into an INT8 .tflite.
@@ -72,16 +72,7 @@ def compress_cmd(model, train, eval_path, calibration, calibration_samples, teac
                            calibration_samples=calibration_samples, teacher=teacher, recipe=recipe, vocab=vocab,
                            labels=labels, text_column=text_column, label_column=label_column, unsafe=unsafe,
                            cache_dir=cache_dir)
-    try:
-        result = compress(opts, verbose=0 if as_json else None)
-    except (InputError, GateError) as exc:
-        _fail(exc)
-    except Exception as exc:  # noqa: BLE001 - conversion errors are reported, not hidden
-        from .convert import ConversionError
-
-        if isinstance(exc, ConversionError):
-            raise click.ClickException(str(exc)) from None
-        raise
+    result = compress(opts, verbose=0 if as_json else None)
     click.echo(json.dumps(result.report, indent=2) if as_json else _human(result))
 
 

@@ -10,7 +10,6 @@ Exit codes: 0 success, 1 a gate was missed, 2 bad input (a one-line error naming
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 
 from .cli_common import emit as _emit
 from .cli_common import fail as _fail
+from .cli_common import guarded
 from .errors import GateError, InputError
 from .runtime import RuntimeOptions
 
@@ -69,17 +69,6 @@ def _single_threads(value: str) -> int:
     if len(threads) != 1 or threads[0] > 64:
         raise InputError(f"--threads {value!r}: expected one integer from 1 to 64 for this command")
     return threads[0]
-
-
-def _guarded(func: Callable) -> Callable:
-    """Map the suite's errors to exit codes; anything else a corrupt file provokes is bad input too."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (InputError, GateError) as exc:
-            _fail(exc)
-    return wrapper
 
 
 # ---------------------------------------------------------------- eval
@@ -260,7 +249,7 @@ def eval_cmd(model: Path, data_path: Path, text_column, label_column, min_accura
 @click.option("--data", "data_path", type=click.Path(path_type=Path),
               help="Texts for the end-to-end timing (CSV/JSONL/CLINC json); default: random vocab words.")
 @runtime_options
-@_guarded
+@guarded
 def bench_cmd(model: Path, batches: str, runs: int, warmup: int, data_path: Path | None, threads: str, xnnpack: bool,
               reference_kernels: bool, backend: str, trust_model: bool, probe_timeout_s: float, as_json: bool) -> None:
     """Latency of MODEL.tflite: init, first invoke, p50/p90/p99/mean microseconds, throughput, peak memory.
@@ -301,7 +290,7 @@ def bench_cmd(model: Path, batches: str, runs: int, warmup: int, data_path: Path
 @click.command("inspect")
 @click.argument("model", type=click.Path(path_type=Path))
 @runtime_options
-@_guarded
+@guarded
 def inspect_cmd(model: Path, threads: str, xnnpack: bool, reference_kernels: bool, backend: str, trust_model: bool,
                 probe_timeout_s: float, as_json: bool) -> None:
     """Inside MODEL.tflite: signatures, inputs/outputs with quantization, ops, float islands, custom/Flex ops, sizes.
@@ -329,7 +318,7 @@ def inspect_cmd(model: Path, threads: str, xnnpack: bool, reference_kernels: boo
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
               help="Gate: fail (exit 1) if top-1 agreement is below this.")
 @runtime_options
-@_guarded
+@guarded
 def compare_cmd(model_a: Path, model_b: Path | None, data_path: Path | None, samples: int, seed: int, batch_size: int,
                 min_agreement: float | None, threads: str, xnnpack: bool, reference_kernels: bool, backend: str,
                 trust_model: bool, probe_timeout_s: float, as_json: bool) -> None:

@@ -14,10 +14,10 @@ import numpy as np
 
 from .config import ConvertConfig
 from ._tf import tf
-from .errors import TFLiteCompressError
+from .errors import RunError
 
 
-class ConversionError(TFLiteCompressError):
+class ConversionError(RunError):
     """The converter failed, or left float compute in a model that must be integer-only."""
 
 

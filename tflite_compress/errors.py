@@ -1,13 +1,39 @@
-"""The suite's exceptions; the CLI maps them to exit codes (1 gate missed, 2 bad input)."""
+"""The suite's exceptions, and the one table that maps them to CLI exit codes.
+
+| exit | exception   | meaning                                                                 |
+|------|-------------|-------------------------------------------------------------------------|
+| 0    | -           | success                                                                 |
+| 1    | GateError   | a validation gate was missed (accuracy, drop, size, perplexity)         |
+| 2    | InputError  | bad input: a file, an option, a recipe value (nothing was written)      |
+| 3    | RunError    | valid input, but the tool could not do what was asked (conversion       |
+|      |             | failed, pruning fell short of its target, a float op left in an         |
+|      |             | integer-only file)                                                      |
+"""
 
 
 class TFLiteCompressError(Exception):
     """Base class of the suite's errors."""
 
+    exit_code = 3
+
 
 class InputError(TFLiteCompressError, ValueError):
-    """A missing or malformed input: a file, a model, an option value. CLI exit code 2."""
+    """A missing or malformed input: a file, a model, an option or recipe value. CLI exit code 2."""
+
+    exit_code = 2
 
 
 class GateError(TFLiteCompressError):
     """A validation gate was missed (accuracy, drop, size). CLI exit code 1."""
+
+    exit_code = 1
+
+
+class RunError(TFLiteCompressError):
+    """Valid input, but a stage could not do what was asked (conversion, pruning target). CLI exit code 3."""
+
+    exit_code = 3
+
+
+EXIT_CODES = {0: "success", 1: "a gate was missed", 2: "bad input (file, option, recipe)",
+              3: "valid input, but a stage could not do what was asked (conversion, pruning target, float op left)"}

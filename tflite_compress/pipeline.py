@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__
 from .config import Recipe
 from .data import TextDataset, stratified_sample
-from .errors import InputError
+from .errors import InputError, RunError
 from .files import atomic_write_json, atomic_write_text
 from .tokenizer import WordPieceTokenizer, learn_vocabulary
 
@@ -312,7 +312,7 @@ def prune_stage(model, recipe: Recipe, x_train: np.ndarray, targets: np.ndarray,
     overall = prune.overall_sparsity(stripped)
     per_layer = recipe.prune.layer_targets or recipe.prune.exclude_layers  # overall differs from the target then
     if not per_layer and overall < recipe.prune.target_sparsity - 0.02:
-        raise InputError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
+        raise RunError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
                          "raise prune.epochs or lower prune.end_fraction")
     pm = evaluate(stripped)
     stages["pruned"] = {"sparsity": overall, "sparsity_by_layer": prune.sparsity_by_layer(stripped), "test": pm}
