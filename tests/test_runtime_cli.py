@@ -112,6 +112,37 @@ def test_eval_min_accuracy_gate(models, tmp_path):
     assert "FAIL" in failed.stdout
 
 
+def test_eval_max_size_gate(models):
+    size = models.text_int8.stat().st_size
+    ok = run_json("eval", models.text_int8, "--data", models.text_csv, "--max-size", str(size))
+    assert ok["size_bytes"] == size and ok["gate"]["max_size_bytes"]["passed"] is True
+    failed = run("eval", models.text_int8, "--data", models.text_csv, "--max-size", str(size - 1), "--json")
+    assert failed.exit_code == 1 and "Gate missed: max_size_bytes" in failed.stderr
+    assert json.loads(failed.stdout)["gate"]["max_size_bytes"] == {"limit": size - 1, "value": size, "passed": False}
+    kb = run_json("eval", models.text_int8, "--data", models.text_csv, "--max-size", "1KB", code=1)
+    assert kb["gate"]["max_size_bytes"]["limit"] == 1024
+    assert_bad_input(run("eval", models.text_int8, "--data", models.text_csv, "--max-size", "big"), "--max-size")
+
+
+def test_op_details_adapter_matches_the_flatbuffer(models):
+    """LiteRT's private node listing, read through the one adapter, matches the file's own operator list.
+
+    Fails loudly when a LiteRT release renames or reshapes `_get_ops_details()`.
+    """
+    from tflite_compress.runtime import RuntimeOptions, TFLiteModel, parse_model
+    from tflite_compress.runtime.interpreter import op_details
+
+    content = models.text_int8.read_bytes()
+    ops = op_details(TFLiteModel(content, RuntimeOptions(xnnpack=False)).interpreter)
+    flat = parse_model(content, "model")
+    main_graph, codes = flat.subgraphs[0], flat.operator_codes
+    assert [op["op_name"] for op in ops] == [codes[o.opcode_index].name for o in main_graph.operators]
+    assert [op["inputs"] for op in ops] == [list(o.inputs) for o in main_graph.operators]
+    assert [op["outputs"] for op in ops] == [list(o.outputs) for o in main_graph.operators]
+    delegated = op_details(TFLiteModel(content, RuntimeOptions(xnnpack=True)).interpreter)
+    assert any(op["op_name"] == "DELEGATE" for op in delegated)
+
+
 def test_eval_max_drop_against_tflite_baseline(models):
     good = run_json("eval", models.text_int8, "--data", models.text_csv)
     bad = run_json("eval", models.text_untrained, "--data", models.text_csv)

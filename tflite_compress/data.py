@@ -16,6 +16,9 @@ import numpy as np
 
 from .errors import InputError
 
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json")
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
 OOS_LABEL = "oos"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CALIBRATION_DIR = REPO_ROOT / "calibration_data"

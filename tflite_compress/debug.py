@@ -18,6 +18,7 @@ import numpy as np
 
 from ._tf import keras, tf
 from .prune import _keras_layer_of
+from .runtime.interpreter import op_details
 
 
 def _base_name(layer) -> str:
@@ -89,7 +90,7 @@ def layer_errors(keras_model, content: bytes, x: np.ndarray) -> list[dict]:
     names = set(ref)
     out_index, out_layer = interp.get_output_details()[0]["index"], _output_layer(keras_model)
     match: dict[str, dict] = {}
-    for op in interp._get_ops_details():
+    for op in op_details(interp):
         for idx in op["outputs"]:
             t = tensors.get(idx)
             if t is None:

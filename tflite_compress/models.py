@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from .data import KERAS_SUFFIXES
 from .errors import InputError
 
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill")
 UNSAFE_CLASSES = ("Lambda",)
 UNSAFE_HINT = "it runs stored Python code when loaded; pass --unsafe if you trust the file"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import InputError
+from .interpreter import RuntimeOptions
 
 
 def to_probabilities(scores: np.ndarray) -> np.ndarray:
@@ -37,3 +41,59 @@ def compare_outputs(a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> dict:
         "kl_divergence_mean": float(kl.mean()),
         "kl_divergence_max": float(kl.max()),
     }
+
+
+def compare_models(model_a: str | os.PathLike, model_b: str | os.PathLike | None, options_a: RuntimeOptions,
+                   options_b: RuntimeOptions, data_path: Path | None = None, samples: int = 256, seed: int = 0,
+                   batch_size: int = 64, min_agreement: float | None = None, trust_model: bool = False,
+                   probe_timeout_s: float | None = 20.0) -> dict:
+    """Run the same inputs through A and B (B defaults to A, e.g. under other kernels); the report.
+
+    Inputs: `data_path` (.npz x, or texts tokenized with A's vocabulary), else `samples` random
+    valid inputs. `report["gate"]` holds `min_agreement` when asked (`gates.check_gates`).
+    """
+    from .evaluate import load_bundle
+    from .gates import load_labelled_data, model_inputs
+    from .samples import float_input_range, load_npz, random_inputs
+
+    a = load_bundle(model_a, options_a, trust_model=trust_model, probe_timeout_s=probe_timeout_s)
+    b = load_bundle(model_b or model_a, options_b, trust_model=trust_model, probe_timeout_s=probe_timeout_s)
+    if a.model.input_shape[1:] != b.model.input_shape[1:]:
+        raise InputError(f"{model_b}: input shape {b.model.input_shape[1:]} differs from {model_a}'s {a.model.input_shape[1:]}")
+    if data_path is not None:
+        if data_path.suffix.lower() == ".npz":
+            x, _ = load_npz(data_path, need_labels=False)
+        else:
+            kind, texts, _ = load_labelled_data(data_path, None, None)
+            x = model_inputs(a, kind, texts, data_path)
+        source = str(data_path)
+    else:
+        vocab = len(a.tokenizer.vocab) if a.tokenizer is not None else None
+        rng_range = float_input_range(a.model) or float_input_range(b.model)
+        x = random_inputs(a.model, samples, seed=seed, vocab_size=vocab, float_range=rng_range)
+        source = f"{samples} random inputs (seed {seed})"
+    metrics = compare_outputs(a.model.predict(x, batch_size=batch_size), b.model.predict(x, batch_size=batch_size))
+    gate = None
+    if min_agreement is not None:
+        ok = metrics["top1_agreement"] >= min_agreement
+        gate = {"min_agreement": {"limit": min_agreement, "value": metrics["top1_agreement"], "passed": ok}, "passed": ok}
+    return {"model_a": {"model": str(model_a), "xnnpack_applied": a.model.xnnpack_applied, "reference_kernels": False},
+            "model_b": {"model": str(model_b or model_a), "xnnpack_applied": b.model.xnnpack_applied,
+                        "reference_kernels": options_b.reference_kernels},
+            "inputs": source, **metrics, "gate": gate}
+
+
+def format_compare(r: dict) -> str:
+    a, b = r["model_a"], r["model_b"]
+    lines = [f"A  {a['model']} [{'XNNPACK' if a['xnnpack_applied'] else 'no XNNPACK'}]",
+             f"B  {b['model']}" + (" [reference kernels]" if b["reference_kernels"] else ""),
+             f"   on {r['inputs']}",
+             f"  {'top-1 agreement':<22}{r['top1_agreement']:>12.4f}",
+             f"  {'mean abs error':<22}{r['mean_abs_error']:>12.6f}",
+             f"  {'max abs error':<22}{r['max_abs_error']:>12.6f}",
+             f"  {'KL(A||B) mean':<22}{r['kl_divergence_mean']:>12.6f}",
+             f"  {'KL(A||B) max':<22}{r['kl_divergence_max']:>12.6f}"]
+    if r["gate"]:
+        g = r["gate"]["min_agreement"]
+        lines.append(f"  gate  top1_agreement >= {g['limit']}: {'PASS' if g['passed'] else 'FAIL'}")
+    return "\n".join(lines)

@@ -17,9 +17,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..tokenizer import TokenizerConfig, WordPieceTokenizer
-from .interpreter import RuntimeOptions, TFLiteModel, load_model, ops_with_types, tensor_type_name, time_invokes_us
-
-INTEGER_TYPES = ("int8", "int32")
+from .interpreter import (RuntimeOptions, TFLiteModel, float_tensors, load_model, op_details, ops_with_types,
+                          tensor_type_name, time_invokes_us)
 
 
 @dataclasses.dataclass
@@ -131,7 +130,7 @@ def weight_sparsity(model: TFLiteModel, min_elements: int = 64) -> dict:
     """Share of exact zeros (after quantization) in each constant weight tensor of the file."""
     ref = TFLiteModel(model.content, dataclasses.replace(model.options, xnnpack=False, reference_kernels=False))
     interp = ref.interpreter
-    ops = interp._get_ops_details()
+    ops = op_details(interp)
     produced = {i for op in ops for i in op["outputs"]}
     # Constants are op inputs that no op produces and that are not graph inputs; scratch
     # tensors (im2col buffers and the like) are in the tensor list but feed no op.
@@ -156,11 +155,6 @@ def weight_sparsity(model: TFLiteModel, min_elements: int = 64) -> dict:
         zeros += z
         total += arr.size
     return {"overall": zeros / total if total else 0.0, "weights": total, "tensors": per_tensor}
-
-
-def float_tensors(ops: list[dict]) -> list[dict]:
-    """Ops whose outputs (the tensors between ops) are not int8/int32: float islands."""
-    return [op for op in ops if any(t not in INTEGER_TYPES for t in op["outputs"])]
 
 
 def latency_us(model: TFLiteModel, rows: np.ndarray, runs: int = 200, warmup: int = 20,

@@ -12,9 +12,8 @@ import numpy as np
 
 from ..errors import InputError
 from .flatbuffer import FlatModel, Tensor, parse_model
-from .interpreter import RuntimeOptions, TFLiteModel, _read_file
+from .interpreter import INTEGER_TYPES, RuntimeOptions, TFLiteModel, _read_file, float_tensors
 
-INTEGER_TYPES = ("int8", "int32")
 
 
 def _quant(t: Tensor) -> dict | None:
@@ -97,7 +96,7 @@ def describe(flat: FlatModel, content: bytes) -> dict:
         "outputs": [_tensor_info(main.tensors[i]) for i in main.outputs],
         "op_counts": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
         "ops": ops,
-        "float_ops": [op for op in ops if any(t not in INTEGER_TYPES for t in op["outputs"])],
+        "float_ops": float_tensors(ops),
         "non_integer_tensors": non_integer,
         "custom_ops": sorted(custom.values(), key=lambda d: d["op"]),
         "tensors_by_size": by_size,

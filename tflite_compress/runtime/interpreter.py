@@ -16,10 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, RunError
 from .flatbuffer import FlatModel, parse_model
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+INTEGER_TYPES = ("int8", "int32")
+OP_DETAIL_KEYS = ("index", "op_name", "inputs", "outputs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +130,8 @@ class TFLiteModel:
     def _has_delegate(self) -> bool:
         # XNNPACK replaces the nodes it takes with one delegate node named "DELEGATE".
         try:
-            ops = self.interpreter._get_ops_details()
-        except Exception:  # noqa: BLE001 - older backends lack this private API
+            ops = op_details(self.interpreter)
+        except (RunError, InputError):  # no node listing (backend), or names it cannot decode
             return self.options.xnnpack
         return any("DELEGATE" in str(op.get("op_name", "")) for op in ops)
 
@@ -248,6 +250,36 @@ def time_invokes_us(model: "TFLiteModel", inputs: Sequence[np.ndarray], runs: in
     return times
 
 
+def op_details(interpreter) -> list[dict]:
+    """The interpreter's nodes, in execution order: `index`, `op_name`, `inputs`, `outputs` (tensor ids).
+
+    The one place that calls LiteRT's private `Interpreter._get_ops_details()` (it shows what
+    XNNPACK took as `DELEGATE` nodes); if a LiteRT release changes it, this raises `RunError`
+    naming what changed, and a test fails loudly.
+    """
+    get = getattr(interpreter, "_get_ops_details", None)
+    if get is None:
+        raise RunError(f"{type(interpreter).__module__}.Interpreter has no _get_ops_details(): "
+                       "this LiteRT release changed its private node listing")
+    try:
+        raw = get()
+    except UnicodeDecodeError as exc:  # a damaged file: names that are not UTF-8
+        raise InputError(f"an op or tensor name of the model is not UTF-8 ({exc.reason})") from None
+    out = []
+    for op in raw:
+        missing = [k for k in OP_DETAIL_KEYS if k not in op]
+        if missing:
+            raise RunError(f"LiteRT's _get_ops_details() entries lack {', '.join(missing)} (got {sorted(op)})")
+        out.append({"index": int(op["index"]), "op_name": str(op["op_name"]),
+                    "inputs": [int(i) for i in op["inputs"]], "outputs": [int(i) for i in op["outputs"]]})
+    return out
+
+
+def float_tensors(ops: list[dict]) -> list[dict]:
+    """Ops whose outputs (the tensors between ops) are not int8/int32: float islands."""
+    return [op for op in ops if any(t not in INTEGER_TYPES for t in op["outputs"])]
+
+
 def tensor_type_name(dtype) -> str:
     return np.dtype(dtype).name
 
@@ -260,7 +292,7 @@ def ops_with_types(model: TFLiteModel) -> list[dict]:
         interp = TFLiteModel(model.content, dataclasses.replace(model.options, xnnpack=False)).interpreter
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     out = []
-    for op in interp._get_ops_details():
+    for op in op_details(interp):
         def types(idxs: Sequence[int]) -> list[str]:
             return [tensor_type_name(tensors[i]["dtype"]) for i in idxs if i >= 0 and i in tensors]
         out.append({"op": op["op_name"], "inputs": types(op["inputs"]), "outputs": types(op["outputs"])})
