@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from click.testing import CliRunner
@@ -77,3 +80,66 @@ def test_nothing_written_on_bad_input(files):
     runs = files["tmp"] / "r"
     _run(["demo", "--data", str(files["bad_json"]), "--runs-dir", str(runs)])
     assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.parametrize("recipe, key, value", [
+    ({"prune": {"schedule": "nope"}}, "prune.schedule", "'nope'"),
+    ({"student": {"family": "rnn"}}, "student.family", "'rnn'"),
+    ({"distill": {"feature_loss": "l3"}}, "distill.feature_loss", "'l3'"),
+    ({"prune": {"target_sparsity": 1.5}}, "prune.target_sparsity", "1.5"),
+    ({"distill": {"temperature": 0}}, "distill.temperature", "0"),
+    ({"qat": {"epochs": 0}}, "qat.epochs", "0"),
+    ({"prune": {"m_by_n": [4, 2]}}, "prune.m_by_n", "[4, 2]"),
+    ({"convert": {"calibration_samples": 0}}, "convert.calibration_samples", "0"),
+    ({"teacher": {"kind": "gpt"}}, "teacher.kind", "'gpt'"),
+])
+def test_bad_recipe_values_fail_at_load_before_any_tensorflow(tmp_path, recipe, key, value):
+    """Exit 2 naming the key and the value received, with TensorFlow never imported (no teacher built)."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(recipe))
+    script = textwrap.dedent(f"""
+        import sys
+        from click.testing import CliRunner
+        from tflite_compress.cli import main
+        res = CliRunner().invoke(main, ["demo", "--recipe", {str(path)!r}, "--runs-dir", {str(tmp_path / "runs")!r}])
+        print(res.exit_code)
+        print(res.stderr.strip())
+        print("tensorflow" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120).stdout.splitlines()
+    assert out[0] == "2", out
+    assert out[1].startswith("Error: ") and f"{key}: expected" in out[1] and f"got {value}" in out[1], out[1]
+    assert out[2] == "False", "the recipe was checked only after TensorFlow was imported"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_conversion_failure_is_exit_3(tmp_path):
+    """Valid input the converter cannot make integer-only (an op with no int8 kernel): exit 3, one line."""
+    import numpy as np
+
+    from tflite_compress._tf import keras, tf
+
+    inp = keras.Input((6,), name="x")
+    h = keras.layers.Dense(8)(inp)
+    h = keras.layers.Lambda(lambda t: tf.math.erf(t), name="erf")(h)
+    model = keras.Model(inp, keras.layers.Dense(3)(h))
+    model.save(tmp_path / "erf.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "train.npz", x=rng.normal(size=(60, 6)).astype(np.float32), y=rng.integers(0, 3, 60))
+    res = CliRunner().invoke(main, ["compress", str(tmp_path / "erf.keras"), "--train", str(tmp_path / "train.npz"),
+                                    "--recipe", "ptq-only", "--unsafe", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 3, res.output
+    lines = res.stderr.strip().splitlines()  # progress lines, then the error
+    errors = [ln for ln in lines if ln.startswith("Error:")]
+    assert len(errors) == 1 and "INT8 conversion failed" in errors[0] and lines[-1] == errors[0], res.stderr
+    assert not any("loc(" in ln or "tf.Erf" in ln and ln is not errors[0] for ln in lines)  # no MLIR dump
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_gate_errors_are_exit_1_through_gate_error(tmp_path):
+    from tflite_compress.errors import GateError
+    from tflite_compress.runtime.gates import check_gates
+
+    check_gates({"gate": {"min_accuracy": {"limit": 0.5, "value": 0.6, "passed": True}, "passed": True}})
+    with pytest.raises(GateError, match=r"min_accuracy 0.4000 \(limit 0.5000\)"):
+        check_gates({"gate": {"min_accuracy": {"limit": 0.5, "value": 0.4, "passed": False}, "passed": False}})

@@ -223,6 +223,48 @@ def test_npz_keras3_teacher_and_recipe_with_stages_off(files, tmp_path):
     assert recipe["convert"]["calibration_samples"] == 16
 
 
+def test_npz_savedmodel_teacher_from_keras3_export(files, tmp_path):
+    """A SavedModel folder (Keras 3 `model.export`) as --teacher: its serving signature gives the logits."""
+    import keras
+
+    z = np.load(files["digits_train.npz"])
+    teacher_file = digits_cnn("keras3", tmp_path / "teacher.keras", z["x"], z["y"], epochs=6)
+    teacher = keras.saving.load_model(teacher_file)
+    teacher.export(str(tmp_path / "teacher_sm"), verbose=False)
+    student = digits_cnn("tf-keras", tmp_path / "student.keras", z["x"], z["y"], epochs=1)
+    res = CliRunner().invoke(main, ["compress", str(student), "--train", str(files["digits_train.npz"]),
+                                    "--eval", str(files["digits_eval.npz"]), "--teacher", str(tmp_path / "teacher_sm"),
+                                    "--recipe", str(files["stages_off.json"]), "--cache-dir", str(tmp_path / "cache"),
+                                    "-o", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    st = json.loads(res.stdout)["stages"]
+    assert st["teacher"]["description"] == "SavedModel teacher_sm"
+    assert st["teacher"]["parameters"] == teacher.count_params()
+    # The teacher's logits are the Keras model's own: same test accuracy as predicting with it.
+    ev = np.load(files["digits_eval.npz"])
+    own = float(np.mean(teacher.predict(ev["x"], verbose=0).argmax(1) == ev["y"]))
+    assert st["teacher"]["test"]["accuracy"] == pytest.approx(own)
+
+
+def test_lambda_teacher_needs_unsafe(files, tmp_path):
+    import keras
+
+    z = np.load(files["digits_train.npz"])
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                keras.layers.Lambda(lambda t: t * 2.0), keras.layers.Dense(10)])
+    teacher.save(tmp_path / "lambda_teacher.keras")
+    student = digits_cnn("tf-keras", tmp_path / "student.keras", z["x"], z["y"], epochs=1)
+    args = ["compress", str(student), "--train", str(files["digits_train.npz"]), "--eval", str(files["digits_eval.npz"]),
+            "--teacher", str(tmp_path / "lambda_teacher.keras"), "--recipe", str(files["stages_off.json"]),
+            "--cache-dir", str(tmp_path / "cache")]
+    refused = CliRunner().invoke(main, args + ["-o", str(tmp_path / "refused")])
+    assert refused.exit_code == 2 and "--unsafe" in refused.stderr.strip().splitlines()[-1], refused.output
+    assert not (tmp_path / "refused").exists()
+    trusted = CliRunner().invoke(main, args + ["-o", str(tmp_path / "trusted"), "--unsafe"])
+    assert trusted.exit_code == 0, trusted.output
+
+
 def test_text_npy_logits_teacher_bag_student(files, tmp_path):
     from tflite_compress.data import load_text_file
 

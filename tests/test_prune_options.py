@@ -62,14 +62,22 @@ def test_is_m_by_n():
     assert is_m_by_n(w)
 
 
-@pytest.mark.parametrize("config, match", [
-    (PruneConfig(schedule="cubic"), "polynomial, constant"),
-    (PruneConfig(layer_targets=("hidden",)), "layer=sparsity"),
-    (PruneConfig(layer_targets=("hidden=1.5",)), "layer=sparsity"),
-    (PruneConfig(exclude_layers=("nope",)), "no layer named nope"),
-    (PruneConfig(m_by_n=(2,)), "two integers"),
+@pytest.mark.parametrize("changes, match", [
+    ({"schedule": "cubic"}, "schedule: expected one of polynomial, constant; got 'cubic'"),
+    ({"layer_targets": ("hidden",)}, "layer=sparsity"),
+    ({"layer_targets": ("hidden=1.5",)}, "layer=sparsity"),
+    ({"m_by_n": (2,)}, "two integers"),
+    ({"m_by_n": (4, 2)}, "0 < m < n"),
+    ({"target_sparsity": 1.0}, r"target_sparsity: expected a number in \[0, 1\)"),
 ])
-def test_bad_prune_options_are_named(config, match):
+def test_bad_prune_options_are_named_when_built(changes, match):
+    with pytest.raises(InputError, match=match):
+        PruneConfig(**changes)
+
+
+def test_unknown_excluded_layer_is_named():
+    config = PruneConfig(exclude_layers=("nope",))
+    match = "no layer named nope"
     from tflite_compress import prune
     from tflite_compress.students import build_student
 
@@ -81,4 +89,3 @@ def test_prune_options_round_trip_through_json():
     r = Recipe().replace(prune=PruneConfig(schedule="constant", layer_targets=("hidden=0.8",), exclude_layers=("logits",),
                                            m_by_n=(2, 4)))
     assert Recipe.from_dict(r.to_dict()) == r
-    assert Recipe().prune.schedule == "polynomial" and Recipe().prune.m_by_n == ()

@@ -43,11 +43,11 @@ def demo(name: str, runs_dir: Path, recipe_path: str | None, data_path: Path | N
     recipe = load_recipe(recipe_path)
     dataset = load_clinc150(data_path or CLINC150_FILE)
     cal = calibration_texts(calibration_path or CALIBRATION_DIR, recipe.convert.calibration_samples, recipe.seed)
-    from .pipeline import format_table, run_text_pipeline
+    from .pipeline import RunInputs, format_table, run_pipeline
 
     # Keras prints its progress on stdout: keep stdout for the JSON alone with --json.
-    result = run_text_pipeline(dataset, recipe, runs_dir / name, runs_dir / "cache", calibration_texts=cal,
-                               verbose=0 if as_json else None)
+    inputs = RunInputs(cache_dir=runs_dir / "cache", calibration=cal, verbose=0 if as_json else None)
+    result = run_pipeline(dataset, recipe, runs_dir / name, inputs)
     emit(result.report, as_json, format_table(result.report) + f"\n\nwritten: {result.out_dir}/")
 
 

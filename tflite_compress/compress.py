@@ -1,7 +1,7 @@
-"""`compress`: the demo's stages on a user's model, data and teacher.
+"""`compress`: option resolution for a user's model, data and teacher; then the one pipeline.
 
     read data -> resolve recipe and teacher -> load model (Keras 3 rebuilt) -> check it fits the data
-    -> text: `pipeline.run_text_pipeline` | arrays: `run_array_pipeline` (same stages, same run folder)
+    -> `pipeline.run_pipeline` (the demo's stages, on a TextDataset or an ArrayDataset)
 
 Every check on inputs runs before any training, and outputs go to a temp folder renamed into
 place at the end, so a bad input ends with one `InputError` and nothing half-written.
@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import sys
-import tempfile
-import time
-import types
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .config import Recipe, Stages, TeacherConfig
-from .data import (ArraySplit, OOS_LABEL, TextDataset, holdout_split, load_array_file, load_text_file,
-                   load_texts, stratified_sample)
+from .data import (OOS_LABEL, ArrayDataset, TextDataset, holdout_split, load_array_file, load_text_file, load_texts,
+                   stratified_sample)
 from .errors import InputError
-from .files import atomic_write_json, atomic_write_text
+from .pipeline import RunInputs, run_pipeline
 from .recipes import load_recipe
+from .stages import log_stderr
 
 BUILTIN_STUDENTS = ("cnn", "bag")
 ARRAY_SUFFIXES = (".npz",)
@@ -38,10 +34,6 @@ MIN_QAT_STEPS = 150  # and QAT's moving-average ranges have not settled
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "tflite-compress"
-
-
-def _log_default(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass
@@ -157,7 +149,7 @@ def _read_vocab(path: Path) -> list[str]:
 # ---------------------------------------------------------------- the entry point
 
 
-def compress(opts: CompressOptions, log: Callable[[str], None] = _log_default, verbose: int | None = None):
+def compress(opts: CompressOptions, log: Callable[[str], None] = log_stderr, verbose: int | None = None):
     """Run the compress pipeline; returns the `RunResult` (out_dir, report, recipe)."""
     data_kind = "arrays" if opts.train.suffix.lower() in ARRAY_SUFFIXES else "text"
     recipe = opts.recipe if isinstance(opts.recipe, Recipe) else load_recipe(opts.recipe)
@@ -312,8 +304,6 @@ def _extra(opts: CompressOptions, loaded, teacher_desc, skipped, notes, train_n,
 
 
 def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, notes, log, verbose):
-    from .pipeline import run_text_pipeline
-
     train = load_text_file(opts.train, opts.text_column, opts.label_column)
     if opts.eval is not None:
         ev = load_text_file(opts.eval, opts.text_column, opts.label_column)
@@ -327,13 +317,7 @@ def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, not
     if len(label_names) < 2:
         raise InputError(f"{opts.train}: needs at least 2 labels; found {len(label_names)}")
     _check_eval_labels(ev.labels, label_names, opts.eval or opts.train, log)
-    calibration_texts = None
-    if opts.calibration is not None:
-        calibration_texts = load_texts(opts.calibration, opts.text_column)
-        n = recipe.convert.calibration_samples
-        if len(calibration_texts) > n:
-            pick = np.sort(np.random.default_rng(recipe.seed).choice(len(calibration_texts), n, replace=False))
-            calibration_texts = tuple(calibration_texts[i] for i in pick)
+    calibration_texts = load_texts(opts.calibration, opts.text_column) if opts.calibration is not None else None
     val = ev.take(stratified_sample(ev.labels, VAL_ROWS, recipe.seed)) if len(ev) > VAL_ROWS else ev
     dataset = TextDataset(train, val, ev, tuple(label_names),
                           oos_label=OOS_LABEL if OOS_LABEL in label_names else None, name=opts.train.stem)
@@ -369,8 +353,10 @@ def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, not
                    skipped, notes, len(train), len(ev), eval_source)
     for line in skipped_lines(skipped):
         log(line)
-    return run_text_pipeline(dataset, recipe, opts.out_dir, cache_dir, calibration_texts=calibration_texts,
-                             log=log, verbose=verbose, vocab=vocab, student=student, extra_report=extra)
+    inputs = RunInputs(cache_dir=Path(cache_dir), calibration=calibration_texts,
+                       vocab=None if vocab is None else tuple(vocab), student=student, extra_report=extra, verbose=verbose,
+                       unsafe=opts.unsafe)
+    return run_pipeline(dataset, recipe, opts.out_dir, inputs, log)
 
 
 def _teacher_label(teacher: TeacherConfig | None) -> str | None:
@@ -427,140 +413,8 @@ def _compress_arrays(opts, recipe, cache_dir, skipped, notes, log, verbose):
         recipe = _fit_epochs(recipe, len(train), notes, log)
     extra = _extra(opts, loaded, _teacher_label(None if not recipe.stages.distill else recipe.teacher),
                    skipped, notes, len(train), len(ev), eval_source)
-    return run_array_pipeline(train, ev, label_names, recipe, loaded.model, opts.out_dir, cache_dir,
-                              calibration=calibration, log=log, verbose=verbose, extra_report=extra,
-                              dataset_name=opts.train.stem)
-
-
-def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[str], recipe: Recipe, model,
-                       out_dir: str | os.PathLike, cache_dir: str | os.PathLike, calibration: np.ndarray | None = None,
-                       log: Callable[[str], None] = _log_default, verbose: int | None = None,
-                       extra_report: dict | None = None, dataset_name: str = "arrays"):
-    """The demo's stages on array data (e.g. images) and a given model; writes the run folder.
-
-        teacher (cached) -> input model (distilled when a teacher is on) -> pruned -> QAT -> INT8
-        (float input quantized to int8, int8 output) -> validation in the LiteRT interpreter
-    """
-    from . import convert, distill
-    from .pipeline import (MODEL_FILE, RunResult, _count_params, _fmt_acc, _keras_metrics, _replace_dir,
-                           distill_fit, prune_stage, qat_stage,
-                           _summarise, model_info)
-    from .runtime import (TFLiteModel, evaluate_arrays, file_stats, inspect_model, latency_us, load_bundle,
-                          weight_sparsity)
-    from .teacher import teacher_outputs
-
-    if verbose is None:
-        verbose = 1 if sys.stderr.isatty() else 2
-    out_dir = Path(out_dir)
-    label_names = list(label_names)
-    num_labels = len(label_names)
-    stages: dict[str, dict] = {}
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
     val = ev.take(stratified_sample(ev.y.tolist(), VAL_ROWS, recipe.seed)) if len(ev) > VAL_ROWS else ev
-    x = {"train": train.x, "val": val.x, "test": ev.x}
-    y = {"train": train.y, "val": val.y, "test": ev.y}
-
-    # 1. Teacher logits for every split (from the cache when present).
-    teacher_logits = None
-    if recipe.stages.distill:
-        t0 = time.perf_counter()
-        log(f"[1/6] teacher: {recipe.teacher.kind}")
-        if recipe.teacher.kind in ("minilm", "preset"):
-            raise InputError(f"teacher kind {recipe.teacher.kind!r} reads text; the data are arrays")
-        outs = teacher_outputs(recipe.teacher, {}, y["train"], num_labels, cache_dir, student_ids=x, log=log)
-        teacher_logits = outs.logits
-        from .runtime import classification_metrics
-
-        t_split = "test" if "test" in outs.logits else "train"
-        tm = classification_metrics(y[t_split], outs.logits[t_split].argmax(1), label_names)
-        tm.pop("most_confused", None)
-        stages["teacher"] = {"description": outs.description, "parameters": outs.parameters,
-                             "cache_hit": outs.cache_hit, "cache_key": outs.cache_key, t_split: tm}
-        timings["teacher"] = time.perf_counter() - t0
-        log(f"      teacher: {outs.description}, {t_split} {_fmt_acc(tm)}{' (cached)' if outs.cache_hit else ''}")
-    else:
-        log("[1/6] teacher: off")
-    targets = {s: distill.pack_targets(y[s], teacher_logits.get(s) if teacher_logits else None, num_labels)
-               for s in ("train", "val")}
-    alpha = recipe.distill.alpha if teacher_logits else 1.0
-
-    # 2. The input model, measured; fine-tuned by distillation when a teacher is on.
-    t0 = time.perf_counter()
-    im, _ = _keras_metrics(model, x["test"], y["test"], label_names, None)
-    stages["input"] = {"parameters": _count_params(model), "test": im}
-    log(f"[2/6] model {model.name}: {_count_params(model):,} parameters, test {_fmt_acc(im)}")
-    if recipe.stages.distill and recipe.distill.epochs > 0:
-        log(f"      distillation alpha={alpha} T={recipe.distill.temperature}, {recipe.distill.epochs} epochs")
-        distill_fit(model, recipe, x, targets, alpha, None, log, verbose)
-    float_metrics, float_pred = _keras_metrics(model, x["test"], y["test"], label_names, None)
-    stages["float"] = {"parameters": _count_params(model), "test": float_metrics}
-    timings["float"] = time.perf_counter() - t0
-    if recipe.stages.distill and recipe.distill.epochs > 0:
-        log(f"      float model after distillation: test {_fmt_acc(float_metrics)}")
-    current = model
-
-    # 3-4. Pruning, then QAT (prune-preserving when pruned): the demo's stages.
-    def evaluate(m) -> dict:
-        return _keras_metrics(m, x["test"], y["test"], label_names, None)[0]
-
-    current = prune_stage(current, recipe, x["train"], targets["train"], alpha, stages, timings, evaluate,
-                          log, "[3/6]", verbose)
-    current = qat_stage(current, recipe, x["train"], targets["train"], alpha, stages, timings, evaluate,
-                        log, "[4/6]", verbose)
-
-    # 5. Full-integer conversion (float input quantized to int8, int8 output).
-    t0 = time.perf_counter()
-    if calibration is None:
-        calibration = train.x[stratified_sample(train.y.tolist(), recipe.convert.calibration_samples, recipe.seed)]
-    else:
-        n = recipe.convert.calibration_samples
-        if len(calibration) > n:
-            calibration = calibration[np.sort(np.random.default_rng(recipe.seed).choice(len(calibration), n, replace=False))]
-    log(f"[5/6] convert: full-integer INT8, {min(len(calibration), recipe.convert.calibration_samples)} calibration samples")
-    content = convert.to_int8(current, calibration, recipe.convert)
-    timings["convert"] = time.perf_counter() - t0
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        (tmp / MODEL_FILE).write_bytes(content)
-        atomic_write_text(tmp / "labels.txt", "\n".join(label_names) + "\n")
-        info = model_info(TFLiteModel(content), recipe, label_names, None)
-        info.update(task="array_classification")
-        for key in ("sequence_length", "tokenizer"):
-            info.pop(key, None)
-        atomic_write_json(tmp / "model_info.json", info)
-        atomic_write_json(tmp / "recipe.json", recipe.to_dict())
-
-        # 6. Validate the written file in the LiteRT interpreter.
-        t0 = time.perf_counter()
-        log("[6/6] validate: LiteRT interpreter on the eval data")
-        bundle = load_bundle(tmp / MODEL_FILE)
-        evr = evaluate_arrays(bundle, ev.x, ev.y, "eval data")
-        metrics = evr["metrics"]
-        metrics.pop("most_confused", None)
-        ins = inspect_model(bundle.model)
-        sp = weight_sparsity(bundle.model)
-        stages["int8"] = {
-            "test": metrics,
-            "agreement_with_float": float(np.mean(evr["predictions"] == float_pred)),
-            **file_stats(content),
-            "weight_sparsity": sp["overall"],
-            "weight_sparsity_by_tensor": {k: v["sparsity"] for k, v in sp["tensors"].items()},
-            "latency": latency_us(bundle.model, ev.x),
-            "xnnpack": bundle.model.xnnpack_applied,
-            "runtime_backend": bundle.model.backend,
-            "ops": ins["ops"], "op_counts": ins["op_counts"], "float_ops": ins["float_ops"],
-            "input": ins["input"], "output": ins["output"],
-        }
-        timings["validate"] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - t_all
-        report = _summarise(stages, timings, recipe, types.SimpleNamespace(name=dataset_name, oos_label=None), len(content))
-        report.update(extra_report or {})
-        atomic_write_json(tmp / "report.json", report)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return RunResult(out_dir, report, recipe)
+    dataset = ArrayDataset(train, val, ev, tuple(label_names), name=opts.train.stem)
+    inputs = RunInputs(cache_dir=Path(cache_dir), calibration=calibration, student=loaded.model, extra_report=extra,
+                       verbose=verbose, unsafe=opts.unsafe)
+    return run_pipeline(dataset, recipe, opts.out_dir, inputs, log)

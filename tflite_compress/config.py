@@ -1,7 +1,10 @@
 """Frozen dataclass configs of every stage, and the `Recipe` that holds them all.
 
-No TensorFlow here. A recipe round-trips through JSON unchanged (`Recipe.from_dict(r.to_dict()) == r`);
-the resolved recipe is written beside every output as `recipe.json`.
+No TensorFlow here. Every config checks its values when it is built (`__post_init__`), so a bad
+recipe fails when it loads, before any work starts, with one line naming the key and the value
+received (`recipe.prune.schedule: expected one of polynomial, constant; got 'nope'`). A recipe
+round-trips through JSON unchanged (`Recipe.from_dict(r.to_dict()) == r`); the resolved recipe is
+written beside every output as `recipe.json`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,39 @@ from pathlib import Path
 
 from .errors import InputError
 from .tokenizer import TokenizerConfig
+
+TEACHER_KINDS = ("minilm", "preset", "keras", "tflite", "logits")
+STUDENT_FAMILIES = ("bag", "cnn", "transformer")
+PRUNE_SCHEDULES = ("polynomial", "constant")
+FEATURE_LOSSES = ("mse", "cosine")
+
+
+def _require(ok: bool, key: str, expected: str, value) -> None:
+    """Raise the one-line InputError of a bad config value: `key: expected ...; got value`."""
+    if not ok:
+        raise InputError(f"{key}: expected {expected}; got {value!r}")
+
+
+def _one_of(key: str, value, choices) -> None:
+    _require(value in choices, key, "one of " + ", ".join(choices), value)
+
+
+def _at_least(config, minimum, *keys: str) -> None:
+    for key in keys:
+        value = getattr(config, key)
+        _require(value >= minimum, key, f"a value >= {minimum}", value)
+
+
+def _positive(config, *keys: str) -> None:
+    for key in keys:
+        value = getattr(config, key)
+        _require(value > 0, key, "a value > 0", value)
+
+
+def _fraction(config, key: str, closed: bool = False) -> None:
+    value = getattr(config, key)
+    ok = 0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0
+    _require(ok, key, f"a number in [0, 1{']' if closed else ')'}", value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +71,11 @@ class TeacherConfig:
     head_learning_rate: float = 3e-3
     head_batch_size: int = 256
     seed: int = 0
+
+    def __post_init__(self):
+        _one_of("kind", self.kind, TEACHER_KINDS)
+        _at_least(self, 1, "sequence_length", "batch_size", "fine_tune_epochs", "head_epochs", "head_batch_size")
+        _positive(self, "fine_tune_learning_rate", "head_learning_rate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +99,16 @@ class StudentConfig:
     num_heads: int = 2  # transformer: attention heads (embedding_dim must divide by it)
     ff_units: int = 128  # transformer: feed-forward width
     norm_first: bool = False  # transformer: pre-norm blocks (True) or post-norm, BERT-style (False)
+
+    def __post_init__(self):
+        _one_of("family", self.family, STUDENT_FAMILIES)
+        _at_least(self, 1, "embedding_dim", "filters", "hidden_units", "hidden_layers", "conv_layers",
+                  "transformer_layers", "num_heads", "ff_units")
+        _fraction(self, "dropout")
+        _require(len(self.kernel_sizes) > 0 and all(k >= 1 for k in self.kernel_sizes), "kernel_sizes",
+                 "a non-empty list of integers >= 1", list(self.kernel_sizes))
+        _require(self.embedding_dim % self.num_heads == 0, "embedding_dim",
+                 f"a multiple of num_heads={self.num_heads}", self.embedding_dim)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +135,16 @@ class DistillConfig:
     augment_word_dropout: float = 0.15
     augment_swap_probability: float = 0.5
 
+    def __post_init__(self):
+        _fraction(self, "alpha", closed=True)
+        _positive(self, "temperature", "learning_rate")
+        # 0 epochs keeps a given float model as it is (compress's self-teacher path).
+        _at_least(self, 0, "epochs", "augment_copies", "feature_weight")
+        _at_least(self, 1, "batch_size")
+        _one_of("feature_loss", self.feature_loss, FEATURE_LOSSES)
+        _fraction(self, "augment_word_dropout")
+        _fraction(self, "augment_swap_probability", closed=True)
+
 
 @dataclasses.dataclass(frozen=True)
 class PruneConfig:
@@ -105,6 +166,23 @@ class PruneConfig:
     exclude_layers: tuple[str, ...] = ()
     m_by_n: tuple[int, ...] = ()
 
+    def __post_init__(self):
+        _fraction(self, "target_sparsity")
+        _at_least(self, 1, "epochs")
+        _positive(self, "learning_rate")
+        _require(0.0 < self.end_fraction <= 1.0, "end_fraction", "a number in (0, 1]", self.end_fraction)
+        _one_of("schedule", self.schedule, PRUNE_SCHEDULES)
+        _require(self.m_by_n == () or (len(self.m_by_n) == 2 and 0 < self.m_by_n[0] < self.m_by_n[1]), "m_by_n",
+                 "[] or two integers [m, n] with 0 < m < n, e.g. [2, 4]", list(self.m_by_n))
+        for item in self.layer_targets:
+            name, sep, value = str(item).partition("=")
+            try:
+                target = float(value)
+            except ValueError:
+                target = -1.0
+            _require(bool(sep and name.strip()) and 0.0 <= target < 1.0, "layer_targets",
+                     '"layer=sparsity" items with 0 <= sparsity < 1', item)
+
 
 @dataclasses.dataclass(frozen=True)
 class QATConfig:
@@ -112,11 +190,18 @@ class QATConfig:
     learning_rate: float = 2e-4
     preserve_sparsity: bool = True
 
+    def __post_init__(self):
+        _at_least(self, 1, "epochs")
+        _positive(self, "learning_rate")
+
 
 @dataclasses.dataclass(frozen=True)
 class ConvertConfig:
     calibration_samples: int = 500
     require_integer_only: bool = True
+
+    def __post_init__(self):
+        _at_least(self, 1, "calibration_samples")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +229,9 @@ class Recipe:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def __post_init__(self):
+        _require(bool(self.name), "name", "a non-empty string", self.name)
+
     @classmethod
     def from_dict(cls, data: dict, source: str = "recipe") -> "Recipe":
         return _build(cls, data, source)
@@ -157,7 +245,7 @@ class Recipe:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: recipe is not valid JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(data, f"{path}: recipe")
 
     def replace(self, **changes) -> "Recipe":
         return dataclasses.replace(self, **changes)
@@ -179,7 +267,10 @@ def _build(cls, data, where: str):
             kwargs[key] = _build(hint, value, sub)
         else:
             kwargs[key] = _coerce(value, hint, sub)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except InputError as exc:  # a value out of range: name it by its path in the recipe
+        raise InputError(f"{where}.{exc}") from None
 
 
 def _coerce(value, hint, where: str):

@@ -7,7 +7,6 @@ float tensor left between ops is an error, not a warning.
 
 from __future__ import annotations
 
-import os
 import tempfile
 
 import numpy as np
@@ -21,19 +20,22 @@ class ConversionError(RunError):
     """The converter failed, or left float compute in a model that must be integer-only."""
 
 
-def _converter(model):
-    # tf-keras models convert directly; anything else goes through a SavedModel.
+def _converter(model, scratch: str):
+    """tf-keras models convert directly; anything else goes through a SavedModel written in `scratch`."""
     try:
         return tf.lite.TFLiteConverter.from_keras_model(model)
     except Exception:  # noqa: BLE001
-        tmp = tempfile.mkdtemp(prefix="tflite_compress_sm_")
-        model.export(tmp) if hasattr(model, "export") else tf.saved_model.save(model, tmp)
-        return tf.lite.TFLiteConverter.from_saved_model(tmp)
+        model.export(scratch) if hasattr(model, "export") else tf.saved_model.save(model, scratch)
+        return tf.lite.TFLiteConverter.from_saved_model(scratch)
 
 
 def to_int8(model, calibration: np.ndarray, config: ConvertConfig = ConvertConfig()) -> bytes:
     """Full-integer INT8 flatbuffer; integer (token-id) inputs stay int32."""
-    conv = _converter(model)
+    with tempfile.TemporaryDirectory(prefix="tflite_compress_sm_") as scratch:
+        return _to_int8(_converter(model, scratch), calibration, config)
+
+
+def _to_int8(conv, calibration: np.ndarray, config: ConvertConfig) -> bytes:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     samples = np.asarray(calibration)[: config.calibration_samples]
     input_is_float = np.issubdtype(samples.dtype, np.floating)
@@ -67,7 +69,8 @@ def _converter_message(exc: Exception) -> str:
 
 def to_float(model) -> bytes:
     """Plain float32 flatbuffer (a baseline for comparisons)."""
-    return _converter(model).convert()
+    with tempfile.TemporaryDirectory(prefix="tflite_compress_sm_") as scratch:
+        return _converter(model, scratch).convert()
 
 
 def check_integer_only(content: bytes) -> None:
@@ -77,9 +80,3 @@ def check_integer_only(content: bytes) -> None:
     if islands:
         names = ", ".join(sorted({op["op"] for op in islands}))
         raise ConversionError(f"INT8 model still computes in float: {len(islands)} op(s) with float outputs ({names})")
-
-
-def write_tflite(path: str | os.PathLike, content: bytes) -> None:
-    from .files import atomic_write_bytes
-
-    atomic_write_bytes(path, content)

@@ -21,7 +21,9 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 OOS_LABEL = "oos"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CALIBRATION_DIR = REPO_ROOT / "calibration_data"
+# Shipped inside the package (so an installed wheel has it); the checkout's `calibration_data/`
+# is a link to this folder.
+CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration_data"
 CLINC150_FILE = CALIBRATION_DIR / "clinc150" / "data_full.json"
 
 
@@ -208,6 +210,18 @@ class ArraySplit:
     def take(self, indices: Sequence[int]) -> "ArraySplit":
         idx = np.asarray(indices, dtype=np.int64)
         return ArraySplit(self.x[idx], None if self.y is None else self.y[idx], self.label_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+    """Array rows (e.g. images) with integer class ids, split like `TextDataset`."""
+
+    train: ArraySplit
+    val: ArraySplit
+    test: ArraySplit
+    label_names: tuple[str, ...]
+    oos_label: str | None = None
+    name: str = "arrays"
 
 
 def load_array_file(path: str | os.PathLike, need_labels: bool = True, allow_pickle: bool = False,

@@ -79,7 +79,6 @@ def fit(model, x: np.ndarray, targets: np.ndarray, epochs: int, batch_size: int,
     return model.fit(ds, epochs=epochs, callbacks=list(callbacks), validation_data=val, verbose=verbose)
 
 
-FEATURE_LOSSES = ("mse", "cosine")
 PROJECTION_LAYER = "feature_projection"
 
 
@@ -92,6 +91,7 @@ def feature_loss(kind: str) -> Callable:
         def loss(target, projected):
             return 1.0 - tf.reduce_sum(tf.math.l2_normalize(target, -1) * tf.math.l2_normalize(projected, -1), axis=-1)
     else:
+        from .config import FEATURE_LOSSES
         from .errors import InputError
 
         raise InputError(f"distill.feature_loss {kind!r} is not one of: {', '.join(FEATURE_LOSSES)}")

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import KERAS_SUFFIXES
 from .errors import InputError
+from .runtime.interpreter import first_line
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill")
 UNSAFE_CLASSES = ("Lambda",)
@@ -165,10 +165,6 @@ def load_model(path: str | os.PathLike, unsafe: bool = False, sample: np.ndarray
     raise InputError(f"{path}: unsupported model format {suffix!r} (expected .keras, .h5 or a SavedModel folder)")
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
 def _tf_keras_load(path: Path, unsafe: bool):
     from ._tf import keras
 
@@ -182,7 +178,7 @@ def _tf_keras_load(path: Path, unsafe: bool):
 
 
 def _unsupported_message(exc: BaseException) -> str:
-    msg = _first_line(exc)
+    msg = first_line(exc)
     if "Unknown layer" in msg or "Could not locate class" in msg or "could not be deserialized" in msg:
         return f"unsupported layer: {msg}"
     return msg
@@ -415,7 +411,7 @@ def _build_tf_keras(path: Path, tfk_config: dict):
             return as_functional(keras.Sequential.from_config(tfk_config["config"]))
         return keras.Model.from_config(tfk_config["config"])
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: cannot rebuild the Keras 3 model as tf-keras ({_first_line(exc)})") from None
+        raise InputError(f"{path}: cannot rebuild the Keras 3 model as tf-keras ({first_line(exc)})") from None
 
 
 def as_functional(model):

@@ -1,40 +1,40 @@
-"""The compression pipeline for text classifiers, stage by stage.
+"""The compression pipeline for classifiers: one ordered list of stages, run by `demo` and
+`compress` alike, on text or on arrays.
 
-    tokenizer -> teacher (cached) -> float student (distilled) -> pruned -> QAT (prune-preserving)
-    -> full-INT8 .tflite -> validation in the LiteRT interpreter
+    data -> tokenizer -> teacher (cached) -> student (distilled) -> prune -> QAT (prune-preserving)
+    -> convert (full INT8) -> validate (LiteRT interpreter, on the written files) -> report
 
-Every output of a run is written into a temp folder beside `out_dir` and renamed into place at
-the end: an interrupted run never leaves a half-written `runs/<name>/`, and an earlier
+Each stage is a function `(ClassifierState, StageLog) -> ClassifierState` over a frozen state
+(`stages.py`); the `[n/N]` lines and timings come from `run_stages`. Every output is written
+into a temp folder beside `out_dir` (`files.staged_dir`) that replaces `out_dir` only when the
+run is whole: an interrupted run never leaves a half-written `runs/<name>/`, and an earlier
 complete run stays intact until the new one is whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping, Union
 
 import numpy as np
 
 from . import __version__
 from .config import Recipe
-from .data import TextDataset, stratified_sample
+from .data import ArrayDataset, TextDataset, stratified_sample
 from .errors import InputError, RunError
-from .files import atomic_write_json, atomic_write_text
+from .files import atomic_write_json, atomic_write_text, staged_dir
+from .stages import PipelineState, Stage, StageLog, log_stderr, run_stages
 from .tokenizer import WordPieceTokenizer, learn_vocabulary
 
 MODEL_FILE = "model_int8.tflite"
 INFO_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 1
+SPLITS = ("train", "val", "test")
 
-
-def _log_default(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+Dataset = Union[TextDataset, ArrayDataset]
 
 
 @dataclasses.dataclass
@@ -46,6 +46,64 @@ class RunResult:
     @property
     def model_path(self) -> Path:
         return self.out_dir / MODEL_FILE
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInputs:
+    """What a run starts from besides its data and recipe.
+
+    `calibration`: calibration inputs (texts, or array rows), sampled down to
+    `convert.calibration_samples`; None takes a stratified sample of train. `vocab`: a fixed
+    vocabulary (not learned). `student`: an initial tf-keras model taking the model inputs
+    (fine-tuned by distillation when `stages.distill`, else taken as it is). `extra_report`: keys
+    added to report.json. `verbose`: Keras fit verbosity (None: bars on a terminal, else a line an epoch).
+    `unsafe`: trust stored code (Lambda layers) in a Keras teacher file, as `--unsafe` does.
+    """
+
+    cache_dir: Path
+    calibration: tuple[str, ...] | np.ndarray | None = None
+    vocab: tuple[str, ...] | None = None
+    student: Any = None
+    extra_report: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    verbose: int | None = None
+    unsafe: bool = False  # a Keras teacher may hold Lambda layers (stored code)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClassifierState(PipelineState):
+    """What the classifier stages pass along; each stage returns a new one."""
+
+    dataset: Dataset
+    recipe: Recipe
+    inputs: RunInputs
+    work_dir: Path
+    tokenizer: WordPieceTokenizer | None = None
+    x: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    y: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    targets: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    teacher_features: Mapping[str, np.ndarray] | None = None
+    alpha: float = 1.0
+    model: Any = None
+    float_pred: np.ndarray | None = None
+    content: bytes | None = None
+    report: Mapping[str, Any] | None = None
+
+    @property
+    def is_text(self) -> bool:
+        return isinstance(self.dataset, TextDataset)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.dataset.label_names)
+
+    @property
+    def verbose(self) -> int:
+        v = self.inputs.verbose
+        return (1 if sys.stderr.isatty() else 2) if v is None else v
+
+    def test_metrics(self, model) -> tuple[dict, np.ndarray]:
+        """Test-split metrics of a Keras model, and its predictions."""
+        return _keras_metrics(model, self.x["test"], self.y["test"], self.label_names, self.dataset.oos_label)
 
 
 def _keras_metrics(model, x, y, label_names, oos_label, batch_size=512) -> tuple[dict, np.ndarray]:
@@ -62,23 +120,294 @@ def _count_params(model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-def model_info(content_model, recipe: Recipe, label_names, oos_label) -> dict:
+def model_info(content_model, recipe: Recipe, label_names, oos_label: str | None, text: bool = True) -> dict:
+    """`model_info.json`: what an app needs to feed the file and read its output."""
     from .runtime import inspect_model
 
     ins = inspect_model(content_model)
-    return {
+    info = {
         "schema_version": INFO_SCHEMA_VERSION,
-        "task": "text_classification",
+        "task": "text_classification" if text else "array_classification",
         "model_file": MODEL_FILE,
         "labels_file": "labels.txt",
         "num_labels": len(label_names),
         "oos_label": oos_label,
-        "sequence_length": recipe.tokenizer.sequence_length,
         "input": ins["input"],
         "output": ins["output"],
-        "tokenizer": recipe.tokenizer.to_info(),
         "tflite_compress_version": __version__,
     }
+    if text:
+        info.update(sequence_length=recipe.tokenizer.sequence_length, tokenizer=recipe.tokenizer.to_info())
+    return info
+
+
+# ---------------------------------------------------------------- the stages
+
+
+def data_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
+    """Label ids of every split (texts stay texts until the tokenizer stage)."""
+    ds = state.dataset
+    if state.is_text:
+        y = {s: getattr(ds, s).label_ids(ds.label_names, f"{s} split") for s in SPLITS}
+        what = "texts"
+    else:
+        y = {s: np.asarray(getattr(ds, s).y) for s in SPLITS}
+        what = f"rows of shape {tuple(ds.train.x.shape[1:])}"
+    sizes = {s: len(getattr(ds, s)) for s in SPLITS}
+    log.step(f"data: {ds.name}, {sizes['train']} train / {sizes['val']} val / {sizes['test']} test {what}, "
+             f"{len(ds.label_names)} labels" + (f" (out-of-scope: {ds.oos_label!r})" if ds.oos_label else ""))
+    return state.record("data", {"name": ds.name, "kind": "text" if state.is_text else "arrays", "rows": sizes,
+                                 "labels": len(ds.label_names), "oos_label": ds.oos_label}, y=y)
+
+
+def tokenizer_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
+    """Text: a WordPiece vocabulary learned on the train split (or the given one); ids for every split."""
+    ds, cfg = state.dataset, state.recipe.tokenizer
+    if not state.is_text:
+        log.step("tokenizer: none (array inputs go to the model as they are)")
+        return state.replace(x={s: getattr(ds, s).x for s in SPLITS})
+    if state.inputs.vocab is None:
+        vocab = learn_vocabulary(ds.train.texts, cfg)
+        log.step(f"tokenizer: learned a {len(vocab)}-piece WordPiece vocabulary on {len(ds.train)} texts "
+                 f"(at most {cfg.vocabulary_size})")
+    else:
+        vocab = list(state.inputs.vocab)
+        log.step(f"tokenizer: the given {len(vocab)}-token vocabulary")
+    tokenizer = WordPieceTokenizer(vocab, cfg)
+    x = {s: tokenizer.encode_batch(getattr(ds, s).texts) for s in SPLITS}
+    truncated = float(np.mean([len(tokenizer.tokenize(t)) > cfg.sequence_length for t in ds.train.texts]))
+    return state.record("tokenizer", {"vocabulary_size": len(vocab), "sequence_length": cfg.sequence_length,
+                                      "train_truncated_share": truncated}, tokenizer=tokenizer, x=x)
+
+
+def teacher_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
+    """Teacher logits (and features) for every split, cached; distillation targets for train and val.
+
+    Text teachers also label augmented copies of the train texts, which join the distillation data
+    (the CE term keeps the original label).
+    """
+    from . import distill
+    from .runtime import classification_metrics
+    from .teacher import teacher_outputs
+
+    recipe, ds = state.recipe, state.dataset
+    num_labels = len(ds.label_names)
+    x, y = dict(state.x), state.y
+    if not recipe.stages.distill:
+        log.step("teacher: off (stages.distill=false), training on labels alone")
+        targets = {s: distill.pack_targets(y[s], None, num_labels) for s in ("train", "val")}
+        return state.replace(targets=targets, alpha=1.0)
+    log.step(f"teacher: {recipe.teacher.kind}")
+    texts: dict = {}
+    if state.is_text:
+        texts = {s: getattr(ds, s).texts for s in SPLITS}
+        if recipe.distill.augment_copies > 0:
+            texts["augmented"] = tuple(distill.augment_texts(
+                ds.train.texts, recipe.distill.augment_copies, recipe.distill.augment_word_dropout,
+                recipe.distill.augment_swap_probability, seed=recipe.seed))
+            x["augmented"] = state.tokenizer.encode_batch(texts["augmented"])
+    elif recipe.teacher.kind in ("minilm", "preset"):
+        raise InputError(f"teacher kind {recipe.teacher.kind!r} reads text; the data are arrays")
+    outs = teacher_outputs(recipe.teacher, texts, y["train"], num_labels, state.inputs.cache_dir, student_ids=x, log=log,
+                           unsafe=state.inputs.unsafe)
+    t_split = "test" if "test" in outs.logits else "train"  # precomputed logits cover train only
+    tm = classification_metrics(y[t_split], outs.logits[t_split].argmax(1), ds.label_names, ds.oos_label)
+    tm.pop("most_confused", None)
+    state = state.record("teacher", {"description": outs.description, "parameters": outs.parameters,
+                                     "cache_hit": outs.cache_hit, "cache_key": outs.cache_key, t_split: tm})
+    log.detail(f"teacher: {outs.description}, {outs.parameters:,} parameters, "
+               f"{t_split} {_fmt_acc(tm)}{' (cached)' if outs.cache_hit else ''}")
+    targets = {s: distill.pack_targets(y[s], outs.logits.get(s), num_labels) for s in ("train", "val")}
+    features = outs.features
+    if "augmented" in outs.logits:
+        copies = recipe.distill.augment_copies
+        state = state.record("augment", {"copies": copies, "texts": int(len(x["augmented"]))})
+        log.detail(f"distillation data: {len(x['train'])} train texts + {len(x['augmented'])} augmented copies")
+        x["train"] = np.concatenate([x["train"], x["augmented"]])
+        targets["train"] = np.concatenate([targets["train"], distill.pack_targets(
+            np.tile(y["train"], copies), outs.logits["augmented"], num_labels)])
+        if features and "augmented" in features:
+            features = dict(features, train=np.concatenate([features["train"], features["augmented"]]))
+    return state.replace(x=x, targets=targets, teacher_features=features, alpha=recipe.distill.alpha)
+
+
+def student_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
+    """The float student: built from the recipe (text) or given, distilled unless taken as given."""
+    from .students import build_student
+
+    recipe = state.recipe
+    student = state.inputs.student
+    given = student is not None
+    if given:
+        im, _ = state.test_metrics(student)
+        state = state.record("input", {"parameters": _count_params(student), "test": im})
+    else:
+        student = build_student(recipe.student, len(state.tokenizer.vocab), recipe.tokenizer.sequence_length,
+                                len(state.label_names), seed=recipe.seed)
+    train = not given or (recipe.stages.distill and recipe.distill.epochs > 0)
+    if not train:
+        log.step(f"student: {student.name}, {_count_params(student):,} parameters, taken as given")
+    else:
+        how = (f"distillation alpha={state.alpha} T={recipe.distill.temperature}" if recipe.stages.distill
+               else "labels alone")
+        log.step(f"student: {student.name}, {_count_params(student):,} parameters; {how}, {recipe.distill.epochs} epochs")
+    if given:
+        log.detail(f"input model: test {_fmt_acc(state.records['input']['test'])}")
+    if train:
+        distill_fit(student, recipe, state.x, state.targets, state.alpha, state.teacher_features, log, state.verbose)
+    fm, pred = state.test_metrics(student)
+    log.detail(f"float student: test {_fmt_acc(fm)}")
+    return state.record("float", {"parameters": _count_params(student), "test": fm}, model=student, float_pred=pred)
+
+
+def prune_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
+    """Prune to the recipe's target (tfmot), train with the distillation loss, strip the wrappers."""
+    from . import distill, prune
+
+    recipe = state.recipe
+    if not (recipe.stages.prune and recipe.prune.target_sparsity > 0):
+        log.step("pruning: off")
+        return state
+    log.step(f"pruning: target sparsity {recipe.prune.target_sparsity:.0%} over {recipe.prune.epochs} epochs")
+    batch = recipe.distill.batch_size
+    total_steps = int(np.ceil(len(state.x["train"]) / batch)) * recipe.prune.epochs
+    pruned = prune.prune(state.model, recipe.prune, total_steps)
+    distill.compile_for_distillation(pruned, recipe.distill, learning_rate=recipe.prune.learning_rate, alpha=state.alpha)
+    distill.fit(pruned, state.x["train"], state.targets["train"], recipe.prune.epochs, batch,
+                callbacks=prune.callbacks(), verbose=state.verbose, seed=recipe.seed + 1)
+    stripped = prune.strip(pruned)
+    overall = prune.overall_sparsity(stripped)
+    per_layer = recipe.prune.layer_targets or recipe.prune.exclude_layers  # overall differs from the target then
+    if not per_layer and overall < recipe.prune.target_sparsity - 0.02:
+        raise RunError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
+                       "raise prune.epochs or lower prune.end_fraction")
+    pm, _ = state.test_metrics(stripped)
+    log.detail(f"pruned: sparsity {overall:.1%}, test {_fmt_acc(pm)}")
+    return state.record("pruned", {"sparsity": overall, "sparsity_by_layer": prune.sparsity_by_layer(stripped),
+                                   "test": pm}, model=stripped)
+
+
+def qat_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
+    """Quantization-aware fine-tuning (prune-preserving after pruning), with the distillation loss.
+
+    Off: the INT8 file comes from post-training quantization of the model as it is.
+    """
+    from . import distill, qat
+
+    recipe = state.recipe
+    if not recipe.stages.qat:
+        log.step("QAT: off (post-training quantization)")
+        return state
+    preserve = recipe.qat.preserve_sparsity and "pruned" in state.records
+    log.step(f"QAT: {recipe.qat.epochs} epochs{' (prune-preserving)' if preserve else ''}")
+    q = qat.quantize_student(state.model, preserve_sparsity=preserve)
+    distill.compile_for_distillation(q, recipe.distill, learning_rate=recipe.qat.learning_rate, alpha=state.alpha)
+    distill.fit(q, state.x["train"], state.targets["train"], recipe.qat.epochs, recipe.distill.batch_size,
+                verbose=state.verbose, seed=recipe.seed + 2)
+    qm, _ = state.test_metrics(q)
+    log.detail(f"QAT: test {_fmt_acc(qm)}")
+    return state.record("qat", {"test": qm, "preserve_sparsity": preserve}, model=q)
+
+
+def calibration_inputs(state: ClassifierState) -> np.ndarray:
+    """Model inputs to calibrate on: the given calibration data sampled down, else a stratified train sample."""
+    n, seed, ds = state.recipe.convert.calibration_samples, state.recipe.seed, state.dataset
+    given = state.inputs.calibration
+    if given is None:
+        idx = stratified_sample(ds.train.labels if state.is_text else ds.train.y.tolist(), n, seed=seed)
+        return state.tokenizer.encode_batch([ds.train.texts[i] for i in idx]) if state.is_text else ds.train.x[idx]
+    if len(given) > n:
+        pick = np.sort(np.random.default_rng(seed).choice(len(given), n, replace=False))
+        given = tuple(given[i] for i in pick) if state.is_text else given[pick]
+    return state.tokenizer.encode_batch(given) if state.is_text else np.asarray(given)
+
+
+def convert_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
+    """Full-integer conversion (int8 weights, activations, output; float inputs quantized to int8)."""
+    from . import convert
+
+    cal = calibration_inputs(state)
+    log.step(f"convert: full-integer INT8, {len(cal)} calibration samples")
+    return state.replace(content=convert.to_int8(state.model, cal, state.recipe.convert))
+
+
+def validate_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
+    """Write the model files, then measure the written file in the LiteRT interpreter (numpy + interpreter only)."""
+    from . import prune
+    from .runtime import (TFLiteModel, evaluate_arrays, evaluate_text, file_stats, inspect_model, latency_us,
+                          load_bundle, weight_sparsity)
+
+    ds, recipe, work, content = state.dataset, state.recipe, state.work_dir, state.content
+    (work / MODEL_FILE).write_bytes(content)
+    if state.tokenizer is not None:
+        state.tokenizer.save(work / "vocab.txt")
+    atomic_write_text(work / "labels.txt", "\n".join(ds.label_names) + "\n")
+    atomic_write_json(work / "model_info.json",
+                      model_info(TFLiteModel(content), recipe, ds.label_names, ds.oos_label, text=state.is_text))
+    atomic_write_json(work / "recipe.json", recipe.to_dict())
+
+    log.step(f"validate: LiteRT interpreter on the {'test split' if state.is_text else 'eval data'}")
+    bundle = load_bundle(work / MODEL_FILE)
+    if state.is_text:
+        ev = evaluate_text(bundle, ds.test.texts, ds.test.labels, "test split")
+        lat = latency_us(bundle.model, state.x["test"], texts=ds.test.texts, tokenizer=bundle.tokenizer)
+    else:
+        ev = evaluate_arrays(bundle, ds.test.x, ds.test.y, "eval data")
+        lat = latency_us(bundle.model, ds.test.x)
+    metrics = dict(ev["metrics"])
+    ins = inspect_model(bundle.model)
+    sp = weight_sparsity(bundle.model)
+    return state.record("int8", {
+        "test": metrics,
+        "agreement_with_float": float(np.mean(ev["predictions"] == state.float_pred)),
+        **file_stats(content),
+        "weight_sparsity": sp["overall"],
+        "weight_sparsity_by_tensor": {k: v["sparsity"] for k, v in sp["tensors"].items()},
+        "weight_sparsity_by_layer": prune.tflite_sparsity_by_layer(
+            content, [getattr(lay, "layer", lay).name for lay in state.model.layers])["by_layer"],
+        "latency": lat,
+        "xnnpack": bundle.model.xnnpack_applied,
+        "runtime_backend": bundle.model.backend,
+        "ops": ins["ops"],
+        "op_counts": ins["op_counts"],
+        "float_ops": ins["float_ops"],
+        "input": ins["input"],
+        "output": ins["output"],
+    })
+
+
+def report_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
+    """report.json: the summary, every stage's record and timings, and what the caller adds."""
+    timings = dict(state.timings)
+    timings["total"] = sum(timings.values())
+    report = _summarise(state.records_dict(), timings, state.recipe, state.dataset, len(state.content))
+    report.update(state.inputs.extra_report)
+    atomic_write_json(state.work_dir / "report.json", report)
+    log.step("report: report.json")
+    return state.replace(report=report)
+
+
+CLASSIFIER_STAGES = (
+    Stage("data", data_stage),
+    Stage("tokenizer", tokenizer_stage),
+    Stage("teacher", teacher_stage),
+    Stage("student", student_stage),
+    Stage("prune", prune_stage),
+    Stage("qat", qat_stage),
+    Stage("convert", convert_stage),
+    Stage("validate", validate_stage),
+    Stage("report", report_stage),
+)
+
+
+def run_pipeline(dataset: Dataset, recipe: Recipe, out_dir: str | os.PathLike, inputs: RunInputs,
+                 log: Callable[[str], None] = log_stderr) -> RunResult:
+    """Run every stage of `CLASSIFIER_STAGES` the recipe switches on; write the run folder whole; its report."""
+    out_dir = Path(out_dir)
+    with staged_dir(out_dir) as work:
+        state = ClassifierState(dataset=dataset, recipe=recipe, inputs=inputs, work_dir=work)
+        final = run_stages(CLASSIFIER_STAGES, state, log)
+    return RunResult(out_dir, dict(final.report), recipe)
 
 
 def run_text_pipeline(
@@ -87,186 +416,20 @@ def run_text_pipeline(
     out_dir: str | os.PathLike,
     cache_dir: str | os.PathLike,
     calibration_texts: tuple[str, ...] | None = None,
-    log: Callable[[str], None] = _log_default,
+    log: Callable[[str], None] = log_stderr,
     verbose: int | None = None,
     vocab: list[str] | None = None,
     student=None,
     extra_report: dict | None = None,
 ) -> RunResult:
-    """Run every stage the recipe switches on; write the run folder; return its report.
-
-    Optional (`tflite-compress compress`): `vocab`, a fixed vocabulary (not learned); `student`, an
-    initial model taking the token ids (fine-tuned by distillation when `stages.distill`, else
-    taken as it is); `extra_report`, keys added to report.json.
-    """
-    from . import convert, distill, prune
-    from .runtime import evaluate_text, file_stats, latency_us, load_bundle, weight_sparsity
-    from .students import build_student
-    from .teacher import teacher_outputs
-
-    if verbose is None:
-        verbose = 1 if sys.stderr.isatty() else 2
-    out_dir = Path(out_dir)
-    stages: dict[str, dict] = {}
-    timings: dict[str, float] = {}
-    label_names = list(dataset.label_names)
-    num_labels = len(label_names)
-    oos_label = dataset.oos_label
-    t_all = time.perf_counter()
-
-    # 1. Tokenizer: a WordPiece vocabulary learned on the train split.
-    t0 = time.perf_counter()
-    if vocab is None:
-        log(f"[1/7] tokenizer: learning a {recipe.tokenizer.vocabulary_size}-piece WordPiece vocabulary on {len(dataset.train)} texts")
-        vocab = learn_vocabulary(dataset.train.texts, recipe.tokenizer)
-    else:
-        log(f"[1/7] tokenizer: the given {len(vocab)}-token vocabulary")
-    tokenizer = WordPieceTokenizer(vocab, recipe.tokenizer)
-    x = {s: tokenizer.encode_batch(getattr(dataset, s).texts) for s in ("train", "val", "test")}
-    y = {s: getattr(dataset, s).label_ids(label_names, f"{s} split") for s in ("train", "val", "test")}
-    truncated = float(np.mean([len(tokenizer.tokenize(t)) > recipe.tokenizer.sequence_length for t in dataset.train.texts]))
-    stages["tokenizer"] = {"vocabulary_size": len(vocab), "sequence_length": recipe.tokenizer.sequence_length,
-                           "train_truncated_share": truncated}
-    timings["tokenizer"] = time.perf_counter() - t0
-
-    # 2. Teacher: logits (and features) for every split, from the cache when present; also for
-    #    augmented copies of the train texts, which it labels for distillation.
-    teacher_logits = None
-    teacher_features = None
-    if recipe.stages.distill:
-        t0 = time.perf_counter()
-        log("[2/7] teacher")
-        texts = {s: getattr(dataset, s).texts for s in ("train", "val", "test")}
-        if recipe.distill.augment_copies > 0:
-            texts["augmented"] = tuple(distill.augment_texts(
-                dataset.train.texts, recipe.distill.augment_copies, recipe.distill.augment_word_dropout,
-                recipe.distill.augment_swap_probability, seed=recipe.seed))
-            x["augmented"] = tokenizer.encode_batch(texts["augmented"])
-        outs = teacher_outputs(recipe.teacher, texts, y["train"], num_labels, cache_dir, student_ids=x, log=log)
-        teacher_logits = outs.logits
-        teacher_features = outs.features
-        from .runtime import classification_metrics
-
-        t_split = "test" if "test" in outs.logits else "train"  # precomputed logits cover train only
-        tm = classification_metrics(y[t_split], outs.logits[t_split].argmax(1), label_names, oos_label)
-        tm.pop("most_confused", None)
-        stages["teacher"] = {"description": outs.description, "parameters": outs.parameters,
-                             "cache_hit": outs.cache_hit, "cache_key": outs.cache_key, t_split: tm}
-        timings["teacher"] = time.perf_counter() - t0
-        log(f"      teacher: {outs.description}, {outs.parameters:,} parameters, "
-            f"{t_split} {_fmt_acc(tm)}{' (cached)' if outs.cache_hit else ''}")
-    else:
-        log("[2/7] teacher: off (stages.distill=false), training on labels alone")
-
-    targets = {s: distill.pack_targets(y[s], teacher_logits.get(s) if teacher_logits else None, num_labels)
-               for s in ("train", "val")}
-    alpha = recipe.distill.alpha if teacher_logits else 1.0
-    if teacher_logits and "augmented" in teacher_logits:
-        # Distillation data: the train texts and their augmented copies (labelled by the teacher;
-        # the CE term keeps the original label). Teachers with train logits only skip this.
-        copies = recipe.distill.augment_copies
-        stages["augment"] = {"copies": copies, "texts": int(len(x["augmented"]))}
-        log(f"      distillation data: {len(x['train'])} train texts + {len(x['augmented'])} augmented copies")
-        x["train"] = np.concatenate([x["train"], x["augmented"]])
-        targets["train"] = np.concatenate([targets["train"], distill.pack_targets(
-            np.tile(y["train"], copies), teacher_logits["augmented"], num_labels)])
-        if teacher_features and "augmented" in teacher_features:
-            teacher_features = dict(teacher_features, train=np.concatenate(
-                [teacher_features["train"], teacher_features["augmented"]]))
-
-    # 3. Float student, distilled.
-    t0 = time.perf_counter()
-    given = student is not None
-    if given:
-        im, _ = _keras_metrics(student, x["test"], y["test"], label_names, oos_label)
-        stages["input"] = {"parameters": _count_params(student), "test": im}
-        log(f"      input model {student.name}: test {_fmt_acc(im)}")
-    else:
-        student = build_student(recipe.student, len(vocab), recipe.tokenizer.sequence_length, num_labels, seed=recipe.seed)
-    if given and (not recipe.stages.distill or recipe.distill.epochs == 0):
-        log(f"[3/7] student: {student.name}, {_count_params(student):,} parameters, taken as given")
-    else:
-        log(f"[3/7] student: {student.name}, {_count_params(student):,} parameters; distillation "
-            f"alpha={alpha} T={recipe.distill.temperature}, {recipe.distill.epochs} epochs")
-        distill_fit(student, recipe, x, targets, alpha, teacher_features, log, verbose)
-    float_metrics, float_pred = _keras_metrics(student, x["test"], y["test"], label_names, oos_label)
-    stages["float"] = {"parameters": _count_params(student), "test": float_metrics}
-    timings["float"] = time.perf_counter() - t0
-    log(f"      float student: test {_fmt_acc(float_metrics)}")
-    current = student
-
-    # 4-5. Pruning to the target sparsity, then QAT that keeps the zeros.
-    def evaluate(model) -> dict:
-        return _keras_metrics(model, x["test"], y["test"], label_names, oos_label)[0]
-
-    current = prune_stage(current, recipe, x["train"], targets["train"], alpha, stages, timings, evaluate,
-                          log, "[4/7]", verbose)
-    current = qat_stage(current, recipe, x["train"], targets["train"], alpha, stages, timings, evaluate,
-                        log, "[5/7]", verbose)
-
-    # 6. Full-integer conversion, calibrated on calibration_data samples.
-    t0 = time.perf_counter()
-    cal_texts = calibration_texts
-    if cal_texts is None:
-        idx = stratified_sample(dataset.train.labels, recipe.convert.calibration_samples, seed=recipe.seed)
-        cal_texts = tuple(dataset.train.texts[i] for i in idx)
-    log(f"[6/7] convert: full-integer INT8, {len(cal_texts)} calibration samples")
-    content = convert.to_int8(current, tokenizer.encode_batch(cal_texts), recipe.convert)
-    timings["convert"] = time.perf_counter() - t0
-
-    # Write the run folder (temp folder, renamed into place when whole).
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        (tmp / MODEL_FILE).write_bytes(content)
-        tokenizer.save(tmp / "vocab.txt")
-        atomic_write_text(tmp / "labels.txt", "\n".join(label_names) + "\n")
-        from .runtime import TFLiteModel
-
-        atomic_write_json(tmp / "model_info.json", model_info(TFLiteModel(content), recipe, label_names, oos_label))
-        atomic_write_json(tmp / "recipe.json", recipe.to_dict())
-
-        # 7. Validate the written files in the LiteRT interpreter (numpy + interpreter only).
-        t0 = time.perf_counter()
-        log("[7/7] validate: LiteRT interpreter on the test split")
-        bundle = load_bundle(tmp / MODEL_FILE)
-        ev = evaluate_text(bundle, dataset.test.texts, dataset.test.labels, "test split")
-        agreement = float(np.mean(ev["predictions"] == float_pred))
-        from .runtime import inspect_model
-
-        ins = inspect_model(bundle.model)
-        sp = weight_sparsity(bundle.model)
-        lat = latency_us(bundle.model, x["test"], texts=dataset.test.texts, tokenizer=bundle.tokenizer)
-        stages["int8"] = {
-            "test": ev["metrics"],
-            "agreement_with_float": agreement,
-            **file_stats(content),
-            "weight_sparsity": sp["overall"],
-            "weight_sparsity_by_tensor": {k: v["sparsity"] for k, v in sp["tensors"].items()},
-            "weight_sparsity_by_layer": prune.tflite_sparsity_by_layer(
-                content, [getattr(lay, "layer", lay).name for lay in current.layers])["by_layer"],
-            "latency": lat,
-            "xnnpack": bundle.model.xnnpack_applied,
-            "runtime_backend": bundle.model.backend,
-            "ops": ins["ops"],
-            "op_counts": ins["op_counts"],
-            "float_ops": ins["float_ops"],
-            "input": ins["input"],
-            "output": ins["output"],
-        }
-        timings["validate"] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - t_all
-        report = _summarise(stages, timings, recipe, dataset, len(content))
-        report.update(extra_report or {})
-        atomic_write_json(tmp / "report.json", report)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return RunResult(out_dir, report, recipe)
+    """`run_pipeline` on a text dataset (the public entry point of the README)."""
+    inputs = RunInputs(cache_dir=Path(cache_dir), calibration=calibration_texts,
+                       vocab=None if vocab is None else tuple(vocab), student=student,
+                       extra_report=dict(extra_report or {}), verbose=verbose)
+    return run_pipeline(dataset, recipe, out_dir, inputs, log)
 
 
-def distill_fit(student, recipe: Recipe, x: dict, targets: dict, alpha: float, teacher_features: dict | None,
+def distill_fit(student, recipe: Recipe, x: Mapping, targets: Mapping, alpha: float, teacher_features: Mapping | None,
                 log: Callable[[str], None], verbose: int) -> None:
     """Train `student` in place on packed targets (train, with val for validation).
 
@@ -279,72 +442,13 @@ def distill_fit(student, recipe: Recipe, x: dict, targets: dict, alpha: float, t
     if recipe.distill.feature_weight > 0 and teacher_features and {"train", "val"} <= set(teacher_features):
         log(f"      + feature distillation: {recipe.distill.feature_loss} on teacher features "
             f"({teacher_features['train'].shape[1]}-d), weight {recipe.distill.feature_weight}")
-        train_model, fit_targets = distill.feature_distillation(student, recipe.distill, targets, teacher_features,
-                                                                alpha=alpha, seed=recipe.seed)
+        train_model, fit_targets = distill.feature_distillation(student, recipe.distill, dict(targets),
+                                                                dict(teacher_features), alpha=alpha, seed=recipe.seed)
     else:
         distill.compile_for_distillation(student, recipe.distill, alpha=alpha)
     distill.fit(train_model, x["train"], fit_targets["train"], recipe.distill.epochs, recipe.distill.batch_size,
                 validation=(x["val"], fit_targets["val"]), verbose=verbose, seed=recipe.seed,
                 callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
-
-
-def prune_stage(model, recipe: Recipe, x_train: np.ndarray, targets: np.ndarray, alpha: float, stages: dict,
-                timings: dict, evaluate: Callable, log: Callable[[str], None], step: str, verbose: int):
-    """Prune to the recipe's target (tfmot), train with the distillation loss, strip the wrappers.
-
-    Records `stages["pruned"]` (sparsity overall and by layer, test metrics) and returns the
-    stripped model, or `model` itself when pruning is off.
-    """
-    from . import distill, prune
-
-    if not (recipe.stages.prune and recipe.prune.target_sparsity > 0):
-        log(f"{step} pruning: off")
-        return model
-    t0 = time.perf_counter()
-    log(f"{step} pruning: target sparsity {recipe.prune.target_sparsity:.0%} over {recipe.prune.epochs} epochs")
-    batch = recipe.distill.batch_size
-    total_steps = int(np.ceil(len(x_train) / batch)) * recipe.prune.epochs
-    pruned = prune.prune(model, recipe.prune, total_steps)
-    distill.compile_for_distillation(pruned, recipe.distill, learning_rate=recipe.prune.learning_rate, alpha=alpha)
-    distill.fit(pruned, x_train, targets, recipe.prune.epochs, batch,
-                callbacks=prune.callbacks(), verbose=verbose, seed=recipe.seed + 1)
-    stripped = prune.strip(pruned)
-    overall = prune.overall_sparsity(stripped)
-    per_layer = recipe.prune.layer_targets or recipe.prune.exclude_layers  # overall differs from the target then
-    if not per_layer and overall < recipe.prune.target_sparsity - 0.02:
-        raise RunError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
-                         "raise prune.epochs or lower prune.end_fraction")
-    pm = evaluate(stripped)
-    stages["pruned"] = {"sparsity": overall, "sparsity_by_layer": prune.sparsity_by_layer(stripped), "test": pm}
-    timings["pruned"] = time.perf_counter() - t0
-    log(f"      pruned: sparsity {overall:.1%}, test {_fmt_acc(pm)}")
-    return stripped
-
-
-def qat_stage(model, recipe: Recipe, x_train: np.ndarray, targets: np.ndarray, alpha: float, stages: dict,
-              timings: dict, evaluate: Callable, log: Callable[[str], None], step: str, verbose: int):
-    """Quantization-aware fine-tuning (prune-preserving after pruning), with the distillation loss.
-
-    Records `stages["qat"]` and returns the QAT model, or `model` itself when QAT is off (the
-    INT8 file then comes from post-training quantization).
-    """
-    from . import distill, qat
-
-    if not recipe.stages.qat:
-        log(f"{step} QAT: off (post-training quantization)")
-        return model
-    t0 = time.perf_counter()
-    preserve = recipe.qat.preserve_sparsity and "pruned" in stages
-    log(f"{step} QAT: {recipe.qat.epochs} epochs{' (prune-preserving)' if preserve else ''}")
-    q = qat.quantize_student(model, preserve_sparsity=preserve)
-    distill.compile_for_distillation(q, recipe.distill, learning_rate=recipe.qat.learning_rate, alpha=alpha)
-    distill.fit(q, x_train, targets, recipe.qat.epochs, recipe.distill.batch_size, verbose=verbose,
-                seed=recipe.seed + 2)
-    qm = evaluate(q)
-    stages["qat"] = {"test": qm, "preserve_sparsity": preserve}
-    timings["qat"] = time.perf_counter() - t0
-    log(f"      QAT: test {_fmt_acc(qm)}")
-    return q
 
 
 def _cosine_lr(base: float, epochs: int):
@@ -362,7 +466,7 @@ def _fmt_acc(m: dict) -> str:
     return f"accuracy {m['accuracy']:.2%}"
 
 
-def _summarise(stages: dict, timings: dict, recipe: Recipe, dataset: TextDataset, size_bytes: int) -> dict:
+def _summarise(stages: dict, timings: dict, recipe: Recipe, dataset: Dataset, size_bytes: int) -> dict:
     key = "accuracy_in_scope" if dataset.oos_label else "accuracy"
     summary = {
         "dataset": dataset.name,
@@ -383,19 +487,8 @@ def _summarise(stages: dict, timings: dict, recipe: Recipe, dataset: TextDataset
         summary["teacher_parameters"] = stages["teacher"]["parameters"]
         # Teacher size in float32 bytes against the student's INT8 file.
         summary["size_ratio_teacher_to_student"] = 4 * stages["teacher"]["parameters"] / size_bytes
-    return {"summary": summary, "stages": stages, "timings_s": timings, "recipe": recipe.name,
-            "tflite_compress_version": __version__}
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Put `tmp` at `out_dir`; an existing `out_dir` is replaced only once `tmp` is whole."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return {"schema_version": REPORT_SCHEMA_VERSION, "summary": summary, "stages": stages, "timings_s": timings,
+            "recipe": recipe.name, "tflite_compress_version": __version__}
 
 
 def format_table(report: dict) -> str:
@@ -441,7 +534,3 @@ def format_table(report: dict) -> str:
     if "size_ratio_teacher_to_student" in s:
         tail.append(f"teacher/student size ratio: {s['size_ratio_teacher_to_student']:.0f}x")
     return "\n".join(lines + [""] + tail)
-
-
-def dumps(report: dict) -> str:
-    return json.dumps(report, indent=2)

@@ -358,10 +358,4 @@ def quantize_student(model: "keras.Model", preserve_sparsity: bool = True) -> "k
             raise InputError(f"QAT: {str(exc).splitlines()[0]}") from None
 
 
-def is_quantized(model: "keras.Model") -> bool:
-    return any(isinstance(lay, _q.QuantizeWrapperV2) for lay in model.layers) or any(
-        type(lay).__name__ == "QuantizeLayer" for lay in model.layers
-    )
-
-
-__all__ = ["QATConfig", "quantize_student", "quantize_scope", "custom_objects", "config_for", "is_quantized", "tf"]
+__all__ = ["QATConfig", "quantize_student", "quantize_scope", "custom_objects", "config_for", "tf"]

@@ -42,6 +42,15 @@ class TokenizerConfig:
     max_chars_per_word: int = 100
     min_frequency: int = 10  # a piece is learned when it occurs this often in the train texts
 
+    def __post_init__(self):
+        for key, minimum in (("vocabulary_size", len(RESERVED_TOKENS) + 1), ("sequence_length", 1),
+                             ("max_chars_per_word", 1), ("min_frequency", 1)):
+            value = getattr(self, key)
+            if value < minimum:
+                raise InputError(f"{key}: expected a value >= {minimum}; got {value!r}")
+        if not self.suffix_indicator:
+            raise InputError(f"suffix_indicator: expected a non-empty string; got {self.suffix_indicator!r}")
+
     def to_info(self) -> dict:
         return {
             "type": "wordpiece",

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..tokenizer import WordPieceTokenizer
-from .interpreter import RuntimeOptions, TFLiteModel, time_invokes_us
+from .interpreter import RuntimeOptions, TFLiteModel, time_end_to_end_us, time_invokes_us
 from .samples import random_inputs
 
 
@@ -65,23 +65,14 @@ def bench_config(content: bytes, options: RuntimeOptions, batch: int, runs: int 
         return {**row, "skipped": f"the model's batch is fixed at {model.input_shape[0]}"}
     rng_batches = [model.quantize_input(random_inputs(model, batch, seed=seed + k, vocab_size=vocab_size))
                    for k in range(8)]
-    interp, index = model.interpreter, model.input["index"]
     t0 = time.perf_counter_ns()
     model.invoke_raw(rng_batches[0])  # resizes to `batch` and allocates
     row["first_invoke_us"] = (time.perf_counter_ns() - t0) / 1e3
-    index, out_index = model.input["index"], model.output["index"]
     times = time_invokes_us(model, rng_batches, runs, warmup)
     row.update(_stats_us(times, batch, "invoke"))
     if texts and tokenizer is not None:
         chunks = [[texts[(k * batch + j) % len(texts)] for j in range(batch)] for k in range(16)]
-        e2e = np.empty(runs)
-        for i in range(runs):
-            t0 = time.perf_counter_ns()
-            ids = tokenizer.encode_batch(chunks[i % len(chunks)])
-            interp.set_tensor(index, ids)
-            interp.invoke()
-            interp.get_tensor(out_index).argmax(axis=-1)
-            e2e[i] = (time.perf_counter_ns() - t0) / 1e3
+        e2e = time_end_to_end_us(model, tokenizer, chunks, runs)
         row.update(_stats_us(e2e, batch, "end_to_end"))
     row["rss_bytes"] = memory_bytes()["rss_bytes"]
     return row

@@ -9,7 +9,6 @@ import dataclasses
 import gzip
 import json
 import os
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..tokenizer import TokenizerConfig, WordPieceTokenizer
 from .interpreter import (RuntimeOptions, TFLiteModel, float_tensors, load_model, op_details, ops_with_types,
-                          tensor_type_name, time_invokes_us)
+                          tensor_type_name, time_end_to_end_us, time_invokes_us)
 
 
 @dataclasses.dataclass
@@ -162,20 +161,11 @@ def latency_us(model: TFLiteModel, rows: np.ndarray, runs: int = 200, warmup: in
     """p50/p95 microseconds of `invoke()` alone at batch 1, and of tokenize + invoke."""
     x = model.quantize_input(rows[:1])
     model.invoke_raw(x)
-    interp, index = model.interpreter, model.input["index"]
     samples = [model.quantize_input(rows[i % len(rows): i % len(rows) + 1]) for i in range(min(len(rows), 64))]
     times = time_invokes_us(model, samples, runs, warmup)
     out = {"invoke_us_p50": float(np.percentile(times, 50)), "invoke_us_p95": float(np.percentile(times, 95)), "runs": runs}
     if texts is not None and tokenizer is not None:
-        e2e = np.empty(runs)
-        out_index = model.output["index"]
-        for i in range(runs):
-            t0 = time.perf_counter_ns()
-            ids = tokenizer.encode(texts[i % len(texts)])[None, :]
-            interp.set_tensor(index, ids)
-            interp.invoke()
-            int(np.argmax(interp.get_tensor(out_index)))
-            e2e[i] = (time.perf_counter_ns() - t0) / 1e3
+        e2e = time_end_to_end_us(model, tokenizer, [[t] for t in texts], runs)
         out["end_to_end_us_p50"] = float(np.percentile(e2e, 50))
         out["end_to_end_us_p95"] = float(np.percentile(e2e, 95))
     return out

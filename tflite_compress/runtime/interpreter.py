@@ -77,7 +77,8 @@ def _read_file(path: str | os.PathLike) -> bytes:
         raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (at most 300 characters), for one-line errors."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
@@ -117,7 +118,7 @@ class TFLiteModel:
             self.backend, self.interpreter = make_interpreter(self.content, options)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise InputError(f"{self.name}: the interpreter cannot load it ({_first_line(exc)})") from None
+            raise InputError(f"{self.name}: the interpreter cannot load it ({first_line(exc)})") from None
         self.xnnpack_applied = self.options.xnnpack and not self.options.reference_kernels and self._has_delegate()
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
@@ -198,7 +199,7 @@ class TFLiteModel:
                 outs.append(self.dequantize_output(self.invoke_raw(chunk)).copy())
             except (ValueError, RuntimeError) as exc:
                 if batch_size == 1:
-                    raise InputError(f"{self.name}: invoke failed ({_first_line(exc)})") from None
+                    raise InputError(f"{self.name}: invoke failed ({first_line(exc)})") from None
                 return self.predict(x, batch_size=1)  # a model that will not resize: batch 1
         if not outs:
             return np.zeros((0,) + self.output_shape[1:], np.float32)
@@ -246,6 +247,20 @@ def time_invokes_us(model: "TFLiteModel", inputs: Sequence[np.ndarray], runs: in
         interp.set_tensor(index, inputs[i % len(inputs)])
         t0 = time.perf_counter_ns()
         interp.invoke()
+        times[i] = (time.perf_counter_ns() - t0) / 1e3
+    return times
+
+
+def time_end_to_end_us(model: "TFLiteModel", tokenizer, text_batches: Sequence[Sequence[str]], runs: int) -> np.ndarray:
+    """Microseconds of each of `runs` tokenize + invoke + argmax passes, cycling through `text_batches`
+    (the model's input must already have the batches' size)."""
+    interp, index, out_index = model.interpreter, model.input["index"], model.output["index"]
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter_ns()
+        interp.set_tensor(index, tokenizer.encode_batch(text_batches[i % len(text_batches)]))
+        interp.invoke()
+        interp.get_tensor(out_index).argmax(axis=-1)
         times[i] = (time.perf_counter_ns() - t0) / 1e3
     return times
 
