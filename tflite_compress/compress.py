@@ -559,6 +559,9 @@ def run_array_pipeline(train: ArraySplit, ev: ArraySplit, label_names: Sequence[
         report = _summarise(stages, timings, recipe, types.SimpleNamespace(name=dataset_name, oos_label=None), len(content))
         report.update(extra_report or {})
         atomic_write_json(tmp / "report.json", report)
+        from .report_html import write_report_html
+
+        write_report_html(tmp, final_dir=out_dir)  # report.html beside report.json, plots included
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -259,6 +259,9 @@ def run_text_pipeline(
         report = _summarise(stages, timings, recipe, dataset, len(content))
         report.update(extra_report or {})
         atomic_write_json(tmp / "report.json", report)
+        from .report_html import write_report_html
+
+        write_report_html(tmp, final_dir=out_dir)  # report.html beside report.json, plots included
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
