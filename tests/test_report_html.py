@@ -12,6 +12,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -111,7 +112,10 @@ def test_pipeline_writes_report_html_beside_report_json(run_dir):
     assert "<script" not in page
     # The headline figure is the report's own.
     assert f"{100 * report['summary']['int8_accuracy_in_scope']:.1f}%" in page
-    assert page.count("<img ") >= 5  # stages, sparsity, confusions, latency, delegation
+    assert page.count("<img ") >= 6  # stages, sparsity, quantization error, confusions, latency, delegation
+    rows = report["stages"]["int8"]["quantization_error_by_layer"]
+    assert {"embedding", "hidden", "logits"} <= {r["layer"] for r in rows}
+    assert "Quantization error per layer" in _svg_texts(page)
 
 
 def test_report_renders_in_chromium_with_every_image_decoded(run_dir, tmp_path, tiny_clinc_file):
@@ -183,6 +187,7 @@ def test_unknown_stages_and_another_metric_render_as_tables(run_dir, tmp_path):
     ("other_schema", "report.json: schema_version 2; this tflite-compress"),
     ("no_stages", "no 'stages' object"),
     ("bad_info", "model_info.json: not valid JSON"),
+    ("corrupt_model", "model_int8.tflite"),
 ])
 def test_bad_run_folders_exit_2_with_one_line(run_dir, tmp_path, breakage, expected):
     bad = tmp_path / "bad"
@@ -196,8 +201,10 @@ def test_bad_run_folders_exit_2_with_one_line(run_dir, tmp_path, breakage, expec
         (bad / "report.json").write_text(json.dumps({**report, "schema_version": 2}))
     elif breakage == "no_stages":
         (bad / "report.json").write_text(json.dumps({"summary": report["summary"]}))
-    else:
+    elif breakage == "bad_info":
         (bad / "model_info.json").write_text("[")
+    else:
+        (bad / "model_int8.tflite").write_bytes(b"TFL3" + bytes(range(256)) * 4)
     out = tmp_path / "r.html"
     res = CliRunner().invoke(main, ["report", str(run_dir), str(bad), "-o", str(out)])
     assert res.exit_code == 2, res.output
@@ -240,3 +247,12 @@ def test_delegation_summary_accounts_for_every_op(run_dir):
     assert d["partitions"] >= 1 and d["delegated"] >= 1
     assert "GATHER" in d["left_out"]  # XNNPACK never takes the embedding lookup
     assert "FULLY_CONNECTED" not in d["left_out"]
+
+
+def test_the_report_needs_no_tensorflow(run_dir, tmp_path):
+    code = ("import sys; from tflite_compress.report_html import write_report; "
+            f"write_report([{str(run_dir)!r}], {str(tmp_path / 'r.html')!r}, latency_runs=10); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "r.html").is_file()

@@ -100,6 +100,7 @@ def run_text_pipeline(
     taken as it is); `extra_report`, keys added to report.json.
     """
     from . import convert, distill, prune
+    from .debug import layer_errors
     from .runtime import evaluate_text, file_stats, latency_us, load_bundle, weight_sparsity
     from .students import build_student
     from .teacher import teacher_outputs
@@ -246,6 +247,8 @@ def run_text_pipeline(
             "weight_sparsity_by_layer": prune.tflite_sparsity_by_layer(
                 content, [getattr(lay, "layer", lay).name for lay in current.layers])["by_layer"],
             "latency": lat,
+            # Which layers lost most to quantization (drawn by report.html), on 64 test rows.
+            "quantization_error_by_layer": layer_errors(current, content, x["test"][:64]),
             "xnnpack": bundle.model.xnnpack_applied,
             "runtime_backend": bundle.model.backend,
             "ops": ins["ops"],

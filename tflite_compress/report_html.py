@@ -200,6 +200,26 @@ def _file_sparsity(model_path: Path) -> list[tuple[str, float]]:
     return rows
 
 
+def _interpreter_error(run: Run, trust_model: bool) -> str | None:
+    """None when the file loads in this process safely; else why the interpreter sections are left out.
+
+    An untrusted file is verified and loaded + invoked once in a child process first (as `bench` and
+    `eval` do): a child that crashes or hangs is an `InputError`; a Python-level load error (a file of
+    several signatures, Flex ops) only leaves the sections that need the interpreter out.
+    """
+    from .runtime._probe import probe_model
+    from .runtime.flatbuffer import parse_model
+
+    if run.model_path is None:
+        return "no model file in the run folder"
+    if trust_model:
+        return None
+    content = run.model_path.read_bytes()
+    parse_model(content, str(run.model_path))
+    probe = probe_model(content, str(run.model_path), threads=1, xnnpack=True)
+    return None if probe.ok else f"{run.model_path}: the interpreter cannot load it ({probe.error})"
+
+
 def _load_single(model_path: Path, xnnpack: bool = True):
     from .runtime import RuntimeOptions, TFLiteModel
 
@@ -492,15 +512,17 @@ def _oos_section(run: Run, scored: dict | None) -> str:
     return img
 
 
-def _latency_section(run: Run, runs: int) -> str:
-    if run.model_path is None:
-        return _note("No model file in the run folder.")
+def _latency_section(run: Run, runs: int, error: str | None) -> str:
     out = []
-    try:
-        model = _load_single(run.model_path)
-    except InputError as exc:
-        out.append(_note(f"No latency distribution: {str(exc).splitlines()[0]} (multi-signature files: use `tflite-compress bench`)."))
-        model = None
+    model = None
+    if error is not None:
+        out.append(_note(f"No latency distribution: {error} (files of several signatures: `tflite-compress bench`)."))
+    else:
+        try:
+            model = _load_single(run.model_path)
+        except InputError as exc:
+            out.append(_note(f"No latency distribution: {str(exc).splitlines()[0]} "
+                             "(files of several signatures: `tflite-compress bench`)."))
     if model is not None:
         times = _latency_samples(model, runs)
         p = {q: float(np.percentile(times, q)) for q in (50, 90, 99)}
@@ -518,9 +540,9 @@ def _latency_section(run: Run, runs: int) -> str:
     return "".join(out)
 
 
-def _delegation_section(run: Run) -> str:
-    if run.model_path is None:
-        return ""
+def _delegation_section(run: Run, error: str | None) -> str:
+    if error is not None:
+        return _note(f"No delegation summary: {error}")
     try:
         d = _delegation(run.model_path)
     except InputError as exc:
@@ -583,8 +605,12 @@ details{margin:4px 0}summary{cursor:pointer}
 """
 
 
-def render_html(runs: Sequence[Run], data: str | os.PathLike | None = None, latency_runs: int = LATENCY_RUNS) -> str:
-    """The page for `runs` (one section each, and a comparison when there are several)."""
+def render_html(runs: Sequence[Run], data: str | os.PathLike | None = None, latency_runs: int = LATENCY_RUNS,
+                trust_model: bool = False) -> str:
+    """The page for `runs` (one section each, and a comparison when there are several).
+
+    `trust_model=False` probes each run's `.tflite` in a child process before loading it here.
+    """
     if not runs:
         raise InputError("report: no run folder given")
     data_path = Path(data) if data is not None else None
@@ -599,8 +625,11 @@ def render_html(runs: Sequence[Run], data: str | os.PathLike | None = None, late
                               f"{r.report['summary'].get('size_bytes', 0) / 1024:,.0f}",
                               r.report["summary"].get("integer_only", "-")) for r in runs]))
     for run in runs:
+        error = _interpreter_error(run, trust_model)
         scored = None
-        if data_path is not None and run.model_path is not None:
+        if data_path is not None:
+            if error is not None:
+                raise InputError(f"--data {data_path}: cannot run {error}")
             scored = _data_scores(run, data_path)
         h = "h1" if len(runs) == 1 else "h2"
         parts.append(f"<{h}>{escape(run.name)}</{h}><p class='meta'>{escape(str(run.where))}</p>")
@@ -611,8 +640,8 @@ def render_html(runs: Sequence[Run], data: str | os.PathLike | None = None, late
             ("Quantization error per layer", _quant_error_section(run)),
             ("Most confused pairs", _confusion_section(run, scored)),
             ("Out-of-scope rejection", _oos_section(run, scored)),
-            ("Latency", _latency_section(run, latency_runs)),
-            ("Delegation", _delegation_section(run)),
+            ("Latency", _latency_section(run, latency_runs, error)),
+            ("Delegation", _delegation_section(run, error)),
             ("Every stage's figures", _stage_tables(run)),
         ]
         for head, body in sections:
@@ -629,13 +658,13 @@ def render_html(runs: Sequence[Run], data: str | os.PathLike | None = None, late
 
 def write_report(run_dirs: Sequence[str | os.PathLike], out_path: str | os.PathLike,
                  data: str | os.PathLike | None = None, latency_runs: int = LATENCY_RUNS,
-                 shown_paths: Sequence[str | os.PathLike | None] | None = None) -> dict:
+                 shown_paths: Sequence[str | os.PathLike | None] | None = None, trust_model: bool = False) -> dict:
     """Render the runs into `out_path` (written whole or not at all); returns what was written."""
     shown = list(shown_paths) if shown_paths is not None else [None] * len(run_dirs)
     runs = [load_run(d, s) for d, s in zip(run_dirs, shown)]
     if data is not None and not Path(data).is_file():
         raise InputError(f"--data {data}: no such file")
-    page = render_html(runs, data, latency_runs)
+    page = render_html(runs, data, latency_runs, trust_model)
     atomic_write_text(out_path, page)
     return {"out": str(out_path), "runs": [str(r.where) for r in runs], "bytes": len(page.encode("utf-8")),
             "images": page.count("<img "), "data": str(data) if data is not None else None}
@@ -647,5 +676,5 @@ def write_report_html(run_dir: str | os.PathLike, final_dir: str | os.PathLike |
     `final_dir`: where a staged run folder will be renamed to (named on the page instead of the temp folder).
     """
     out = Path(run_dir) / REPORT_FILE
-    write_report([run_dir], out, shown_paths=[final_dir])
+    write_report([run_dir], out, shown_paths=[final_dir], trust_model=True)  # the pipeline's own file
     return out

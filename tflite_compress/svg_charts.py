@@ -188,16 +188,20 @@ def scatter_chart(title: str, points: Sequence[tuple[str, float, float]], x_labe
 
 def histogram_chart(title: str, values: Sequence[float], x_label: str, markers: Sequence[tuple[str, float]],
                     bins: int = 40) -> str:
-    """A histogram of `values`, clipped at the 99.5th percentile, with labelled vertical markers."""
+    """A histogram of `values` with labelled vertical markers; the far tail (past 1.3x the last marker) is counted, not drawn."""
     height, top, bottom, left, right = 300, 36, 240, 60, WIDTH - 30
     vals = sorted(values)
     lo = vals[0]
-    hi = max(vals[min(len(vals) - 1, int(0.995 * len(vals)))], max(v for _, v in markers) if markers else lo)
+    hi = 1.3 * max(v for _, v in markers) if markers else vals[-1]
     hi = hi if hi > lo else lo + 1.0
     width = (hi - lo) / bins
     counts = [0] * bins
+    beyond = 0
     for v in vals:
-        counts[min(bins - 1, max(0, int((min(v, hi) - lo) / width)))] += 1
+        if v > hi:
+            beyond += 1
+            continue
+        counts[min(bins - 1, max(0, int((v - lo) / width)))] += 1
     xt = nice_ticks(lo, hi, 6)
     x = _Axis(min(xt[0], lo), max(xt[-1], hi), left, right)
     y = _Axis(0, max(counts) * 1.1, bottom, top)
@@ -215,10 +219,13 @@ def histogram_chart(title: str, values: Sequence[float], x_label: str, markers: 
     for k, (label, v) in enumerate(markers):
         body.append(f"<line x1='{x(v):.1f}' y1='{top}' x2='{x(v):.1f}' y2='{bottom}' stroke='{colors[k % 4]}' "
                     f"stroke-width='2' stroke-dasharray='4 2'/><text x='{x(v) + 4:.1f}' y='{top + 14 + 14 * k}' "
-                    f"fill='{colors[k % 4]}'>{_t(label)} {v:,.0f}</text>")
+                    f"fill='{colors[k % 4]}' {HALO}>{_t(label)} {v:,.3g}</text>")
     body.append(f"<line x1='{left}' y1='{bottom}' x2='{right}' y2='{bottom}' stroke='#333'/>"
                 f"<text x='{(left + right) / 2:.0f}' y='{bottom + 36}' text-anchor='middle'>{_t(x_label)}</text>"
                 f"<text transform='translate(16 {(top + bottom) / 2:.0f}) rotate(-90)' text-anchor='middle'>invokes</text>")
+    if beyond:
+        body.append(f"<text x='{right}' y='{top + 14}' text-anchor='end' fill='#666' font-size='11'>"
+                    f"{beyond} slower, up to {vals[-1]:,.3g}, not drawn</text>")
     return svg_document(WIDTH, height, "".join(body))
 
 
