@@ -19,7 +19,6 @@ import base64
 import dataclasses
 import datetime
 import json
-import math
 import os
 import shlex
 from html import escape
@@ -304,10 +303,14 @@ def _img(svg: str, alt: str) -> str:
     return f"<img alt='{escape(alt, quote=True)}' src='data:image/svg+xml;base64,{data}'>"
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    h = "".join(f"<th>{escape(str(c))}</th>" for c in head)
+def _table(head: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> str:
+    """A table of `rows` (escaped); `head=None` for a key/value table without a header."""
+    if head is None:
+        h = ""
+    else:
+        h = "<thead><tr>" + "".join(f"<th>{escape(str(c))}</th>" for c in head) + "</tr></thead>"
     b = "".join("<tr>" + "".join(f"<td>{escape(_fmt_value(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
+    return f"<table>{h}<tbody>{b}</tbody></table>"
 
 
 def _note(text: str) -> str:
@@ -404,7 +407,7 @@ def _header(run: Run) -> str:
     gate_html = "".join(f"<li class='{'pass' if ok else 'fail'}'>{'PASSED' if ok else 'MISSED'}: {escape(name)}"
                         f"{' (' + escape(detail) + ')' if detail else ''}</li>" for name, ok, detail in gates)
     return (f"<div class='cards'>{cards}</div>"
-            + _table(("", ""), what).replace("<thead><tr><th></th><th></th></tr></thead>", "")
+            + _table(None, what)
             + (f"<h3>Gates</h3><ul class='gates'>{gate_html}</ul>" if gates else _note("No gates were set for this run."))
             + f"<h3>Reproduce</h3><pre>{escape(_reproduce(run))}</pre>")
 

@@ -186,28 +186,32 @@ def scatter_chart(title: str, points: Sequence[tuple[str, float, float]], x_labe
     return svg_document(WIDTH, height, "".join(body))
 
 
+def _fmt_num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def histogram_chart(title: str, values: Sequence[float], x_label: str, markers: Sequence[tuple[str, float]],
-                    bins: int = 40) -> str:
-    """A histogram of `values` with labelled vertical markers; the far tail (past 1.3x the last marker) is counted, not drawn."""
+                    bins: int = 48) -> str:
+    """A histogram of positive `values` on a log x axis (a long tail stays readable), with labelled markers."""
     height, top, bottom, left, right = 300, 36, 240, 60, WIDTH - 30
-    vals = sorted(values)
-    lo = vals[0]
-    hi = 1.3 * max(v for _, v in markers) if markers else vals[-1]
-    hi = hi if hi > lo else lo + 1.0
+    logs = [math.log10(max(v, 1e-9)) for v in values]
+    lo, hi = min(logs), max(logs)
+    if hi - lo < 0.3:  # a narrow spread: widen the axis around it
+        lo, hi = lo - 0.15, hi + 0.15
     width = (hi - lo) / bins
     counts = [0] * bins
-    beyond = 0
-    for v in vals:
-        if v > hi:
-            beyond += 1
-            continue
+    for v in logs:
         counts[min(bins - 1, max(0, int((v - lo) / width)))] += 1
-    xt = nice_ticks(lo, hi, 6)
-    x = _Axis(min(xt[0], lo), max(xt[-1], hi), left, right)
+    x = _Axis(lo, hi, left, right)
     y = _Axis(0, max(counts) * 1.1, bottom, top)
     body = [_title(title, WIDTH)]
-    for tick in xt:
-        body.append(f"<text x='{x(tick):.1f}' y='{bottom + 16}' text-anchor='middle' fill='#555'>{tick:g}</text>")
+    for decade in range(math.floor(lo), math.ceil(hi) + 1):
+        for m in (1, 2, 5):
+            t = math.log10(m) + decade
+            if lo <= t <= hi:
+                body.append(f"<line x1='{x(t):.1f}' y1='{top}' x2='{x(t):.1f}' y2='{bottom}' stroke='#eee'/>"
+                            f"<text x='{x(t):.1f}' y='{bottom + 16}' text-anchor='middle' fill='#555'>"
+                            f"{_fmt_num(m * 10.0 ** decade)}</text>")
     for tick in nice_ticks(0, max(counts), 4):
         body.append(f"<line x1='{left}' y1='{y(tick):.1f}' x2='{right}' y2='{y(tick):.1f}' stroke='#eee'/>"
                     f"<text x='{left - 6}' y='{y(tick) + 4:.1f}' text-anchor='end' fill='#555'>{tick:g}</text>")
@@ -217,15 +221,13 @@ def histogram_chart(title: str, values: Sequence[float], x_label: str, markers: 
                     f"height='{bottom - y(c):.1f}' fill='{BLUE}'/>")
     colors = (GREEN, ORANGE, RED, PURPLE)
     for k, (label, v) in enumerate(markers):
-        body.append(f"<line x1='{x(v):.1f}' y1='{top}' x2='{x(v):.1f}' y2='{bottom}' stroke='{colors[k % 4]}' "
-                    f"stroke-width='2' stroke-dasharray='4 2'/><text x='{x(v) + 4:.1f}' y='{top + 14 + 14 * k}' "
-                    f"fill='{colors[k % 4]}' {HALO}>{_t(label)} {v:,.3g}</text>")
+        px = x(math.log10(max(v, 1e-9)))
+        body.append(f"<line x1='{px:.1f}' y1='{top}' x2='{px:.1f}' y2='{bottom}' stroke='{colors[k % 4]}' "
+                    f"stroke-width='2' stroke-dasharray='4 2'/><text x='{px + 4:.1f}' y='{top + 14 + 14 * k}' "
+                    f"fill='{colors[k % 4]}' {HALO}>{_t(label)} {_fmt_num(v)}</text>")
     body.append(f"<line x1='{left}' y1='{bottom}' x2='{right}' y2='{bottom}' stroke='#333'/>"
-                f"<text x='{(left + right) / 2:.0f}' y='{bottom + 36}' text-anchor='middle'>{_t(x_label)}</text>"
+                f"<text x='{(left + right) / 2:.0f}' y='{bottom + 36}' text-anchor='middle'>{_t(x_label)} (log scale)</text>"
                 f"<text transform='translate(16 {(top + bottom) / 2:.0f}) rotate(-90)' text-anchor='middle'>invokes</text>")
-    if beyond:
-        body.append(f"<text x='{right}' y='{top + 14}' text-anchor='end' fill='#666' font-size='11'>"
-                    f"{beyond} slower, up to {vals[-1]:,.3g}, not drawn</text>")
     return svg_document(WIDTH, height, "".join(body))
 
 
