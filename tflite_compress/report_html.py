@@ -621,8 +621,8 @@ def render_html(runs: Sequence[Run], data: str | os.PathLike | None = None, late
     title = runs[0].name if len(runs) == 1 else f"{len(runs)} runs: " + ", ".join(r.name for r in runs)
     if len(runs) > 1:
         parts.append("<h2>Size and accuracy across runs</h2>" + _pareto_section(runs))
-        parts.append(_table(("run", "recipe", runs[0].metric or "metric", "size KB", "integer-only"),
-                            [(r.name, r.report.get("recipe", "-"),
+        parts.append(_table(("run", "data", "recipe", runs[0].metric or "metric", "size KB", "integer-only"),
+                            [(r.name, r.report["summary"].get("dataset", "-"), r.report.get("recipe", "-"),
                               _fmt_metric(r.metric)(r.report["summary"][f"int8_{r.metric}"])
                               if isinstance(r.report["summary"].get(f"int8_{r.metric}"), (int, float)) else "-",
                               f"{r.report['summary'].get('size_bytes', 0) / 1024:,.0f}",

@@ -180,8 +180,10 @@ def scatter_chart(title: str, points: Sequence[tuple[str, float, float]], x_labe
                     f"stroke='{GREEN}' stroke-width='2'/>")
     for i, (label, px, py) in enumerate(points):
         color = GREEN if i in front else PALETTE[i % len(PALETTE)]
+        near_right = x(px) > right - 12 - 7 * len(label)  # keep the label inside the chart
+        tx, anchor = (x(px) - 9, "end") if near_right else (x(px) + 9, "start")
         body.append(f"<circle cx='{x(px):.1f}' cy='{y(py):.1f}' r='6' fill='{color}' stroke='#333'/>"
-                    f"<text x='{x(px) + 9:.1f}' y='{y(py) - 8:.1f}'>{_t(label)}</text>")
+                    f"<text x='{tx:.1f}' y='{y(py) - 8:.1f}' text-anchor='{anchor}' {HALO}>{_t(label)}</text>")
     body.append(f"<rect x='{left}' y='{top}' width='{right - left}' height='{bottom - top}' fill='none' stroke='#333'/>")
     return svg_document(WIDTH, height, "".join(body))
 
