@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ANDROID_PY := $(PY)
 ANDROID_RUN ?= runs/clinc150
 
-.PHONY: install demo test test-slow lint clean help
+.PHONY: install browser demo test test-slow lint clean help
 
 help:
 	@echo "make demo   - compress CLINC150 with the MiniLM teacher into runs/clinc150/ (INT8 .tflite)"
@@ -28,7 +28,13 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/tflite-compress demo
 
-test: install
+# Headless Chromium (Debian's package) renders report.html in tests/test_report_html.py.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium)
+
+test: install browser
 	$(MAKE) android-test
 	$(PY) -m pytest
 

@@ -24,7 +24,7 @@ TEMPLATES = {
 }
 FILL = {"r": ["kitchen", "bedroom", "office", "garage"], "f": ["pizza", "sushi", "ramen", "tacos"],
         "m": ["jazz", "lofi beats", "the beatles", "classical music"]}
-OUTPUTS = {"labels.txt", "model_info.json", "model_int8.tflite", "recipe.json", "report.json"}
+OUTPUTS = {"labels.txt", "model_info.json", "model_int8.tflite", "recipe.json", "report.html", "report.json"}
 
 
 def rows(n_per_intent: int, seed: int) -> list[tuple[str, str]]:

@@ -26,7 +26,8 @@ def tiny_run(tmp_path_factory, tiny_clinc_file, tiny_recipe):
 def test_run_folder_holds_every_output(tiny_run):
     result, _, runs = tiny_run
     names = sorted(p.name for p in result.out_dir.iterdir())
-    assert names == ["labels.txt", "model_info.json", "model_int8.tflite", "recipe.json", "report.json", "vocab.txt"]
+    assert names == ["labels.txt", "model_info.json", "model_int8.tflite", "recipe.json", "report.html", "report.json",
+                     "vocab.txt"]
     # No temp folders left beside the run.
     assert not [p for p in runs.iterdir() if p.name.startswith(".")]
     info = json.loads((result.out_dir / "model_info.json").read_text())

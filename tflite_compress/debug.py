@@ -26,11 +26,20 @@ def _base_name(layer) -> str:
     return inner.name if inner is not None else layer.name
 
 
+def _output_in(model, layer):
+    """`layer`'s output in `model`'s graph: a layer of a stripped (cloned) model was called before, in the
+    pruning wrapper's graph, so `layer.output` (its first call) is not connected to `model.inputs`."""
+    for i in range(len(layer._inbound_nodes)):
+        if f"{layer.name}_ib-{i}" in model._network_nodes:
+            return layer.get_output_at(i)
+    return layer.output
+
+
 def _keras_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
     """Output of every (single-output) layer of `model` on `x`, keyed by its unwrapped name."""
-    layers = [lay for lay in model.layers if not isinstance(lay, keras.layers.InputLayer)
-              and not isinstance(lay.output, (list, tuple))]
-    probe = keras.Model(model.inputs, [lay.output for lay in layers])
+    outputs = {lay: _output_in(model, lay) for lay in model.layers if not isinstance(lay, keras.layers.InputLayer)}
+    layers = [lay for lay, out in outputs.items() if not isinstance(out, (list, tuple))]
+    probe = keras.Model(model.inputs, [outputs[lay] for lay in layers])
     outs = probe.predict(x, verbose=0, batch_size=len(x))
     if not isinstance(outs, list):
         outs = [outs]

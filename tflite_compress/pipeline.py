@@ -76,6 +76,7 @@ class ClassifierState(PipelineState):
     dataset: Dataset
     recipe: Recipe
     inputs: RunInputs
+    out_dir: Path
     work_dir: Path
     tokenizer: WordPieceTokenizer | None = None
     x: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
@@ -366,6 +367,8 @@ def validate_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         "weight_sparsity_by_layer": prune.tflite_sparsity_by_layer(
             content, [getattr(lay, "layer", lay).name for lay in state.model.layers])["by_layer"],
         "latency": lat,
+        # Which layers lost most to quantization (drawn by report.html), on 64 test rows.
+        "quantization_error_by_layer": _layer_errors_or_note(state, content),
         "xnnpack": bundle.model.xnnpack_applied,
         "runtime_backend": bundle.model.backend,
         "ops": ins["ops"],
@@ -376,6 +379,16 @@ def validate_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     })
 
 
+def _layer_errors_or_note(state: ClassifierState, content: bytes) -> list | dict:
+    """Per-layer quantization error (a diagnostic): a note instead when this model cannot be matched."""
+    from .debug import layer_errors
+
+    try:
+        return layer_errors(state.model, content, state.x["test"][:64])
+    except Exception as exc:  # noqa: BLE001 - e.g. a file whose batch is fixed at 1
+        return {"not_measured": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+
+
 def report_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     """report.json: the summary, every stage's record and timings, and what the caller adds."""
     timings = dict(state.timings)
@@ -383,7 +396,13 @@ def report_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     report = _summarise(state.records_dict(), timings, state.recipe, state.dataset, len(state.content))
     report.update(state.inputs.extra_report)
     atomic_write_json(state.work_dir / "report.json", report)
-    log.step("report: report.json")
+    from .report_html import write_report_html
+
+    try:  # the page is a view of report.json: a rendering fault must not cost the run
+        write_report_html(state.work_dir, final_dir=state.out_dir)
+        log.step("report: report.json, report.html")
+    except Exception as exc:  # noqa: BLE001
+        log.step(f"report: report.json (report.html not written: {type(exc).__name__}: {str(exc)[:200]})")
     return state.replace(report=report)
 
 
@@ -405,7 +424,7 @@ def run_pipeline(dataset: Dataset, recipe: Recipe, out_dir: str | os.PathLike, i
     """Run every stage of `CLASSIFIER_STAGES` the recipe switches on; write the run folder whole; its report."""
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as work:
-        state = ClassifierState(dataset=dataset, recipe=recipe, inputs=inputs, work_dir=work)
+        state = ClassifierState(dataset=dataset, recipe=recipe, inputs=inputs, out_dir=out_dir, work_dir=work)
         final = run_stages(CLASSIFIER_STAGES, state, log)
     return RunResult(out_dir, dict(final.report), recipe)
 
