@@ -114,25 +114,25 @@ def test_bad_recipe_values_fail_at_load_before_any_tensorflow(tmp_path, recipe, 
 
 
 def test_conversion_failure_is_exit_3(tmp_path):
-    """Valid input the converter cannot make integer-only (an op with no int8 kernel): exit 3, one line."""
+    """A valid model the converter cannot make integer-only (SELU lowers to a GREATER with bool output): exit 3."""
     import numpy as np
 
-    from tflite_compress._tf import keras, tf
+    from tflite_compress._tf import keras
 
     inp = keras.Input((6,), name="x")
-    h = keras.layers.Dense(8)(inp)
-    h = keras.layers.Lambda(lambda t: tf.math.erf(t), name="erf")(h)
+    h = keras.layers.Dense(8, activation="selu")(inp)
     model = keras.Model(inp, keras.layers.Dense(3)(h))
-    model.save(tmp_path / "erf.keras")
+    model.save(tmp_path / "selu.keras")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "train.npz", x=rng.normal(size=(60, 6)).astype(np.float32), y=rng.integers(0, 3, 60))
-    res = CliRunner().invoke(main, ["compress", str(tmp_path / "erf.keras"), "--train", str(tmp_path / "train.npz"),
-                                    "--recipe", "ptq-only", "--unsafe", "-o", str(tmp_path / "out")])
+    res = CliRunner().invoke(main, ["compress", str(tmp_path / "selu.keras"), "--train", str(tmp_path / "train.npz"),
+                                    "--recipe", "ptq-only", "-o", str(tmp_path / "out")])
     assert res.exit_code == 3, res.output
     lines = res.stderr.strip().splitlines()  # progress lines, then the error
     errors = [ln for ln in lines if ln.startswith("Error:")]
-    assert len(errors) == 1 and "INT8 conversion failed" in errors[0] and lines[-1] == errors[0], res.stderr
-    assert not any("loc(" in ln or "tf.Erf" in ln and ln is not errors[0] for ln in lines)  # no MLIR dump
+    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr
+    assert "INT8 model is not integer-only" in errors[0] and "GREATER" in errors[0], errors[0]
+    assert not any("loc(" in ln for ln in lines)  # no MLIR dump
     assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 

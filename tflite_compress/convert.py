@@ -79,4 +79,5 @@ def check_integer_only(content: bytes) -> None:
     islands = float_tensors(ops_with_types(TFLiteModel(content)))
     if islands:
         names = ", ".join(sorted({op["op"] for op in islands}))
-        raise ConversionError(f"INT8 model still computes in float: {len(islands)} op(s) with float outputs ({names})")
+        kinds = "/".join(sorted({t for op in islands for t in op["outputs"] if t not in ("int8", "int32")}))
+        raise ConversionError(f"INT8 model is not integer-only: {len(islands)} op(s) with {kinds} outputs ({names})")
