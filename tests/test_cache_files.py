@@ -232,3 +232,25 @@ def test_file_lock_refuses_when_held_without_wait(tmp_path):
             with file_lock(path, wait=False):
                 pass
     assert not path.exists()
+
+
+def test_cache_list_and_clear_commands(store):
+    import json
+
+    from click.testing import CliRunner
+
+    from tflite_compress.cli import main
+
+    s, _, _ = store
+    s.write("logits-k", b"payload")
+    p = s.path("logits-k")
+    p.write_bytes(p.read_bytes()[:-5])  # damaged: listed as corrupt, not moved (list only reads)
+    runner = CliRunner()
+    res = runner.invoke(main, ["cache", "list", "--cache-dir", str(s.directory), "--json"])
+    assert res.exit_code == 0, res.output
+    listed = {e["key"]: e["status"] for e in json.loads(res.stdout)["entries"]}
+    assert listed == {"features-k": "ok", "logits-k": "corrupt: truncated (54 bytes, footer cut off)"}
+    res = runner.invoke(main, ["cache", "clear", "--cache-dir", str(s.directory)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith(f"removed 2 entries (0.00 MB) from {s.directory}")
+    assert list(s.directory.iterdir()) == []
