@@ -193,7 +193,7 @@ def test_second_run_of_a_name_refuses_naming_the_holder(tmp_path):
             with staged_dir(runs / "x"):
                 pass
         assert err.value.exit_code == 3 and err.value.holder == os.getpid()
-        assert str(err.value).startswith(f"{runs / 'x'} is being written by another run by pid {os.getpid()}")
+        assert str(err.value).startswith(f"{runs / 'x'} is being written by another run (pid {os.getpid()}, lock")
     assert sorted(p.name for p in runs.iterdir()) == ["x"]
     assert (runs / "x" / "a").read_text() == "first"
 
@@ -254,3 +254,11 @@ def test_cache_list_and_clear_commands(store):
     assert res.exit_code == 0, res.output
     assert res.stdout.startswith(f"removed 2 entries (0.00 MB) from {s.directory}")
     assert list(s.directory.iterdir()) == []
+
+
+def test_a_denied_read_inside_a_run_is_not_called_a_write(tmp_path):
+    outside = tmp_path / "elsewhere" / "teacher.keras"
+    with pytest.raises(RunError) as err:
+        with staged_dir(tmp_path / "runs" / "x"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(outside))
+    assert str(err.value).startswith(f"cannot access {outside}: Permission denied;")

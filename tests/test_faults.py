@@ -123,8 +123,8 @@ def test_interrupts_kills_concurrent_runs_and_write_limits(finished_run):
     assert second.exit_code == 3, second.output
     pid = children["concurrent"].proc.pid
     assert second.stderr.strip().splitlines() == [
-        f"Error: {copies['concurrent'] / 'x'} is being written by another run by pid {pid} "
-        f"(lock {copies['concurrent'] / '.x.lock'}); wait for it to finish or choose another run name"]
+        f"Error: {copies['concurrent'] / 'x'} is being written by another run (pid {pid}, "
+        f"lock {copies['concurrent'] / '.x.lock'}); wait for it to finish or choose another run name"]
 
     results = {case: child.finish() for case, child in children.items()}
 

@@ -177,7 +177,7 @@ def file_lock(path: str | os.PathLike, wait: bool = True,
         if fd is None:
             holder = lock_holder(path)
             if not wait:
-                raise Locked(f"{busy} by pid {holder if holder is not None else '?'} (lock {path})", holder)
+                raise Locked(f"{busy} (pid {holder if holder is not None else '?'}, lock {path})", holder)
             if on_wait is not None:
                 on_wait(holder)
             fd = _acquire(path, blocking=True)
@@ -204,7 +204,7 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
     for p in directory.glob(".*.tmp"):
         m = _TEMP_FILE.match(p.name)
         if m and not pid_alive(int(m["pid"])):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone already, or a read-only folder: leave it
                 p.unlink()
                 removed.append(p)
     return removed
@@ -316,7 +316,10 @@ def _write_error(exc: BaseException, out_dir: Path, tmp: Path | None) -> RunErro
     where = _failed_path(exc) or str(out_dir)
     if tmp is not None:
         where = where.replace(str(tmp), str(out_dir))
-    return RunError(f"cannot write {where}: {reason}; nothing was written, "
+    # EACCES/EPERM also come from reads: "write" only for a path of the run (or no path at all).
+    ours = Path(where).resolve().is_relative_to(out_dir.parent.resolve())
+    verb = "write" if ours or reason in (os.strerror(errno.ENOSPC), os.strerror(errno.EFBIG)) else "access"
+    return RunError(f"cannot {verb} {where}: {reason}; nothing was written, "
                     f"{out_dir} is {'as it was' if out_dir.exists() else 'not created'}")
 
 
