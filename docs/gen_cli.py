@@ -9,9 +9,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from tflite_compress.cli import main
+from tflite_compress.cli_common import EXIT_CODES_HELP
 
 OUT = Path(__file__).resolve().parent / "cli.md"
 
@@ -22,15 +24,21 @@ def render() -> str:
         "# CLI reference",
         "",
         "Generated from the real `--help` by `docs/gen_cli.py`; a test fails when it is stale.",
-        "Exit codes: 0 success, 1 a validation gate was missed, 2 bad input.",
+        EXIT_CODES_HELP,
         "",
         "```text",
         runner.invoke(main, ["--help"], prog_name="tflite-compress", terminal_width=100).output.rstrip(),
         "```",
     ]
+    commands = []
     for name in sorted(main.commands):
-        out = runner.invoke(main, [name, "--help"], prog_name="tflite-compress", terminal_width=100).output
-        parts += ["", f"## `tflite-compress {name}`", "", "```text", out.rstrip(), "```"]
+        commands.append([name])
+        sub = main.commands[name]
+        if isinstance(sub, click.Group):  # e.g. `cache list`, `cache clear`
+            commands += [[name, s] for s in sorted(sub.commands)]
+    for words in commands:
+        out = runner.invoke(main, [*words, "--help"], prog_name="tflite-compress", terminal_width=100).output
+        parts += ["", f"## `tflite-compress {' '.join(words)}`", "", "```text", out.rstrip(), "```"]
     return "\n".join(parts) + "\n"
 
 

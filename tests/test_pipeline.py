@@ -121,15 +121,23 @@ def test_every_stage_reports_figures(tiny_run):
     assert st["augment"] == {"copies": 1, "texts": 6 * 40 + 20}
 
 
-def test_second_run_reuses_teacher_cache(tiny_run, tiny_clinc_file, tiny_recipe):
+@pytest.fixture(scope="module")
+def cached_quick_run(tiny_run, tiny_clinc_file, tiny_recipe):
+    """A second run (pruning and QAT off) on the first run's teacher cache."""
     from tflite_compress.pipeline import run_text_pipeline
 
-    result, _, runs = tiny_run
-    assert result.report["stages"]["teacher"]["cache_hit"] is False
+    _, _, runs = tiny_run
     logs: list[str] = []
     quick = tiny_recipe.replace(stages=type(tiny_recipe.stages)(prune=False, qat=False))
     second = run_text_pipeline(load_clinc150(tiny_clinc_file), quick, runs / "again", runs / "cache",
                                log=logs.append, verbose=0)
+    return second, logs, quick
+
+
+def test_second_run_reuses_teacher_cache(tiny_run, cached_quick_run):
+    result, _, runs = tiny_run
+    second, logs, _ = cached_quick_run
+    assert result.report["stages"]["teacher"]["cache_hit"] is False
     assert second.report["stages"]["teacher"]["cache_hit"] is True
     assert any("reusing cached features" in line for line in logs)
     np.testing.assert_allclose(second.report["stages"]["teacher"]["test"]["accuracy_in_scope"],
@@ -137,6 +145,40 @@ def test_second_run_reuses_teacher_cache(tiny_run, tiny_clinc_file, tiny_recipe)
     # Without QAT the INT8 file comes from post-training quantization, still integer-only.
     assert second.report["stages"]["int8"]["float_ops"] == []
     assert "qat" not in second.report["stages"] and "pruned" not in second.report["stages"]
+
+
+def test_damaged_cache_entries_are_recomputed_to_the_same_figures(tiny_run, cached_quick_run, tiny_clinc_file):
+    """A bit-flipped features entry and a truncated logits entry: one line each, recomputed, same figures."""
+    from tflite_compress.cache import decode_npz, unseal
+    from tflite_compress.pipeline import run_text_pipeline
+
+    _, _, runs = tiny_run
+    second, _, quick = cached_quick_run
+    cache = runs / "cache"
+    [feats] = cache.glob("features-*.npz")
+    [logits] = cache.glob("logits-*.npz")
+    clean = {p.name: decode_npz(unseal(p.read_bytes())) for p in (feats, logits)}
+    data = bytearray(feats.read_bytes())
+    data[len(data) // 2] ^= 0x04  # one bit inside the features array
+    feats.write_bytes(bytes(data))
+    logits.write_bytes(logits.read_bytes()[:1000])  # cut short, as a full disk leaves it
+    logs: list[str] = []
+    third = run_text_pipeline(load_clinc150(tiny_clinc_file), quick, runs / "after-damage", cache,
+                              log=logs.append, verbose=0)
+    said = [line for line in logs if line.startswith("cache: ")]
+    assert said == [
+        f"cache: {feats}: checksum mismatch (bytes changed on disk); moved to {feats.name}.corrupt, recomputing",
+        f"cache: {logits}: no checksum footer (1000 bytes: truncated, or written by an older version); "
+        f"moved to {logits.name}.corrupt, recomputing"]
+    assert third.report["stages"]["teacher"]["cache_hit"] is False
+    for p in (feats, logits):  # recomputed and stored again, whole
+        again = decode_npz(unseal(p.read_bytes()))
+        for k, v in clean[p.name].items():
+            np.testing.assert_allclose(again[k], v, rtol=0, atol=1e-5, err_msg=f"{p.name}:{k}")
+    # The run's figures equal those of the clean run on the same recipe.
+    for stage in ("teacher", "float", "int8"):
+        assert third.report["stages"][stage]["test"] == second.report["stages"][stage]["test"], stage
+    assert third.report["summary"]["size_bytes"] == second.report["summary"]["size_bytes"]
 
 
 def test_eval_cli_reproduces_report_and_gates(tiny_run, tiny_clinc_file, tmp_path):

@@ -31,10 +31,11 @@ main.help = (main.help or "") + "\n\n" + EXIT_CODES_HELP
 @click.option("--data", "data_path", type=click.Path(path_type=Path), help="CLINC-style JSON (default: calibration_data/clinc150/data_full.json).")
 @click.option("--calibration", "calibration_path", type=click.Path(path_type=Path),
               help="Calibration folder (laid out as calibration_data/) or text file (default: calibration_data/).")
+@click.option("--no-cache", is_flag=True, help="Compute the teacher's outputs afresh; read and write no cache (RUNS_DIR/cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @guarded
 def demo(name: str, runs_dir: Path, recipe_path: str | None, data_path: Path | None,
-         calibration_path: Path | None, as_json: bool) -> None:
+         calibration_path: Path | None, no_cache: bool, as_json: bool) -> None:
     """Compress the bundled default: CLINC150 intents, MiniLM teacher, CNN student, INT8."""
     from .data import CALIBRATION_DIR, CLINC150_FILE, calibration_texts, load_clinc150
 
@@ -46,13 +47,13 @@ def demo(name: str, runs_dir: Path, recipe_path: str | None, data_path: Path | N
     from .pipeline import RunInputs, format_table, run_pipeline
 
     # Keras prints its progress on stdout: keep stdout for the JSON alone with --json.
-    inputs = RunInputs(cache_dir=runs_dir / "cache", calibration=cal, verbose=0 if as_json else None)
+    inputs = RunInputs(cache_dir=None if no_cache else runs_dir / "cache", calibration=cal, verbose=0 if as_json else None)
     result = run_pipeline(dataset, recipe, runs_dir / name, inputs)
     emit(result.report, as_json, format_table(result.report) + f"\n\nwritten: {result.out_dir}/")
 
 
 # The other commands live beside their library code; each module adds its own.
-for _module in ("commands_runtime", "commands_compress", "commands_android", "commands_report"):
+for _module in ("commands_runtime", "commands_compress", "commands_android", "commands_report", "commands_cache"):
     importlib.import_module(f".{_module}", __package__).register(main)
 
 

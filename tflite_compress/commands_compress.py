@@ -56,12 +56,13 @@ def _human(result) -> str:
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers and pickled arrays (they run stored code).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Teacher output cache (default: ~/.cache/tflite-compress).")
+@click.option("--no-cache", is_flag=True, help="Compute the teacher's outputs afresh; read and write no cache.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (written whole, or not at all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @guarded
 def compress_cmd(model, train, eval_path, calibration, calibration_samples, teacher, recipe, vocab, labels,
-                 text_column, label_column, unsafe, cache_dir, out_dir, as_json) -> None:
+                 text_column, label_column, unsafe, cache_dir, no_cache, out_dir, as_json) -> None:
     """Compress MODEL (a model file, or a built-in student: cnn, bag) on your data into an INT8 .tflite.
 
     Without MODEL, text data gets the built-in CNN student and the pretrained MiniLM teacher.
@@ -71,7 +72,7 @@ def compress_cmd(model, train, eval_path, calibration, calibration_samples, teac
     opts = CompressOptions(train=train, out_dir=out_dir, model=model, eval=eval_path, calibration=calibration,
                            calibration_samples=calibration_samples, teacher=teacher, recipe=recipe, vocab=vocab,
                            labels=labels, text_column=text_column, label_column=label_column, unsafe=unsafe,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, no_cache=no_cache)
     result = compress(opts, verbose=0 if as_json else None)
     click.echo(json.dumps(result.report, indent=2) if as_json else _human(result))
 

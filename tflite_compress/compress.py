@@ -10,12 +10,12 @@ place at the end, so a bad input ends with one `InputError` and nothing half-wri
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from .cache import default_cache_dir
 from .config import Recipe, Stages, TeacherConfig
 from .data import (OOS_LABEL, ArrayDataset, TextDataset, holdout_split, load_array_file, load_text_file, load_texts,
                    stratified_sample)
@@ -29,11 +29,6 @@ ARRAY_SUFFIXES = (".npz",)
 VAL_ROWS = 500  # rows of the eval set shown as validation during training
 MIN_PRUNE_STEPS = 300  # below this, pruning on small data reaches its target with no steps left to recover
 MIN_QAT_STEPS = 150  # and QAT's moving-average ranges have not settled
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tflite-compress"
 
 
 @dataclasses.dataclass
@@ -54,6 +49,7 @@ class CompressOptions:
     label_column: str | None = None
     unsafe: bool = False
     cache_dir: Path | None = None
+    no_cache: bool = False  # --no-cache: compute the teacher's outputs, read and write no cache
     eval_share: float = 0.2
     self_teacher: bool = False  # set by `compress`: no --teacher given with a model file
     fit_epochs_to_data: bool = True  # raise prune/QAT epochs to a minimum of steps on small data
@@ -153,7 +149,7 @@ def compress(opts: CompressOptions, log: Callable[[str], None] = log_stderr, ver
     """Run the compress pipeline; returns the `RunResult` (out_dir, report, recipe)."""
     data_kind = "arrays" if opts.train.suffix.lower() in ARRAY_SUFFIXES else "text"
     recipe = opts.recipe if isinstance(opts.recipe, Recipe) else load_recipe(opts.recipe)
-    cache_dir = opts.cache_dir or default_cache_dir()
+    cache_dir = None if opts.no_cache else (opts.cache_dir or default_cache_dir())
     model_is_file = opts.model is not None and opts.model not in BUILTIN_STUDENTS
     if data_kind == "arrays" and not model_is_file:
         raise InputError(f"{opts.train}: array data needs a MODEL file (built-in students "
@@ -353,7 +349,7 @@ def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, not
                    skipped, notes, len(train), len(ev), eval_source)
     for line in skipped_lines(skipped):
         log(line)
-    inputs = RunInputs(cache_dir=Path(cache_dir), calibration=calibration_texts,
+    inputs = RunInputs(cache_dir=cache_dir, calibration=calibration_texts,
                        vocab=None if vocab is None else tuple(vocab), student=student, extra_report=extra, verbose=verbose,
                        unsafe=opts.unsafe)
     return run_pipeline(dataset, recipe, opts.out_dir, inputs, log)
@@ -415,6 +411,6 @@ def _compress_arrays(opts, recipe, cache_dir, skipped, notes, log, verbose):
                    skipped, notes, len(train), len(ev), eval_source)
     val = ev.take(stratified_sample(ev.y.tolist(), VAL_ROWS, recipe.seed)) if len(ev) > VAL_ROWS else ev
     dataset = ArrayDataset(train, val, ev, tuple(label_names), name=opts.train.stem)
-    inputs = RunInputs(cache_dir=Path(cache_dir), calibration=calibration, student=loaded.model, extra_report=extra,
+    inputs = RunInputs(cache_dir=cache_dir, calibration=calibration, student=loaded.model, extra_report=extra,
                        verbose=verbose, unsafe=opts.unsafe)
     return run_pipeline(dataset, recipe, opts.out_dir, inputs, log)

@@ -25,7 +25,7 @@ from . import __version__
 from .config import Recipe
 from .data import ArrayDataset, TextDataset, stratified_sample
 from .errors import InputError, RunError
-from .files import atomic_write_json, atomic_write_text, staged_dir
+from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, staged_dir, temp_files_in
 from .stages import PipelineState, Stage, StageLog, log_stderr, run_stages
 from .tokenizer import WordPieceTokenizer, learn_vocabulary
 
@@ -60,7 +60,7 @@ class RunInputs:
     `unsafe`: trust stored code (Lambda layers) in a Keras teacher file, as `--unsafe` does.
     """
 
-    cache_dir: Path
+    cache_dir: Path | None  # teacher output cache; None: no cache (--no-cache)
     calibration: tuple[str, ...] | np.ndarray | None = None
     vocab: tuple[str, ...] | None = None
     student: Any = None
@@ -329,7 +329,8 @@ def convert_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
 
     cal = calibration_inputs(state)
     log.step(f"convert: full-integer INT8, {len(cal)} calibration samples")
-    return state.replace(content=convert.to_int8(state.model, cal, state.recipe.convert))
+    with temp_files_in(state.work_dir):  # the converter's SavedModel: inside the run's temp folder
+        return state.replace(content=convert.to_int8(state.model, cal, state.recipe.convert))
 
 
 def validate_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
@@ -339,7 +340,7 @@ def validate_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
                           load_bundle, weight_sparsity)
 
     ds, recipe, work, content = state.dataset, state.recipe, state.work_dir, state.content
-    (work / MODEL_FILE).write_bytes(content)
+    atomic_write_bytes(work / MODEL_FILE, content)
     if state.tokenizer is not None:
         state.tokenizer.save(work / "vocab.txt")
     atomic_write_text(work / "labels.txt", "\n".join(ds.label_names) + "\n")
@@ -423,7 +424,7 @@ def run_pipeline(dataset: Dataset, recipe: Recipe, out_dir: str | os.PathLike, i
                  log: Callable[[str], None] = log_stderr) -> RunResult:
     """Run every stage of `CLASSIFIER_STAGES` the recipe switches on; write the run folder whole; its report."""
     out_dir = Path(out_dir)
-    with staged_dir(out_dir) as work:
+    with staged_dir(out_dir, log) as work:
         state = ClassifierState(dataset=dataset, recipe=recipe, inputs=inputs, out_dir=out_dir, work_dir=work)
         final = run_stages(CLASSIFIER_STAGES, state, log)
     return RunResult(out_dir, dict(final.report), recipe)
@@ -433,7 +434,7 @@ def run_text_pipeline(
     dataset: TextDataset,
     recipe: Recipe,
     out_dir: str | os.PathLike,
-    cache_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None,
     calibration_texts: tuple[str, ...] | None = None,
     log: Callable[[str], None] = log_stderr,
     verbose: int | None = None,
@@ -442,7 +443,7 @@ def run_text_pipeline(
     extra_report: dict | None = None,
 ) -> RunResult:
     """`run_pipeline` on a text dataset (the public entry point of the README)."""
-    inputs = RunInputs(cache_dir=Path(cache_dir), calibration=calibration_texts,
+    inputs = RunInputs(cache_dir=None if cache_dir is None else Path(cache_dir), calibration=calibration_texts,
                        vocab=None if vocab is None else tuple(vocab), student=student,
                        extra_report=dict(extra_report or {}), verbose=verbose)
     return run_pipeline(dataset, recipe, out_dir, inputs, log)

