@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Build (once, cached) an emulated ARM64 Python 3.11 that runs the runtime harness:
+#   - Debian's qemu-user-static (apt, as root),
+#   - an aarch64 sysroot unpacked (dpkg -x) from Debian :arm64 packages (apt-get download),
+#   - aarch64 wheels from PyPI (pip --platform manylinux2014_aarch64 --only-binary=:all:),
+#   - bin/python: a wrapper that runs the sysroot's python3.11 under qemu; it is also what the
+#     harness's child-process probe runs (TFLITE_COMPRESS_PROBE_PYTHON).
+# Usage: ci/arm64_env.sh CACHE_DIR   (prints the wrapper's path on its last line)
+set -euo pipefail
+CACHE=${1:?usage: ci/arm64_env.sh CACHE_DIR}
+HOST_PY=${HOST_PY:-python3}
+# Bump when the package lists below change: a new stamp rebuilds the cache.
+VERSION=1
+LITERT_ARM64=${LITERT_ARM64:-ai-edge-litert==1.4.0}   # the last release with a cp311 aarch64 wheel
+WHEELS=("$LITERT_ARM64" "numpy>=2,<2.5" "click>=8.1,<9" "tqdm>=4.66")
+DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libgcc-s1 libstdc++6
+      libssl3 libffi8 zlib1g libexpat1 libbz2-1.0 liblzma5 libmpdec3 libsqlite3-0 libuuid1 libcrypt1
+      libncursesw6 libtinfo6 libreadline8 libnsl2 libtirpc3 libdb5.3 libgssapi-krb5-2 libkrb5-3
+      libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1)
+STAMP="$CACHE/.built-v$VERSION"
+if [[ -f "$STAMP" ]]; then echo "$CACHE/bin/python"; exit 0; fi
+t0=$(date +%s)
+SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+if ! command -v qemu-aarch64-static >/dev/null || ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null
+fi
+rm -rf "$CACHE.tmp" && mkdir -p "$CACHE.tmp/debs" "$CACHE.tmp/sysroot" "$CACHE.tmp/site" "$CACHE.tmp/bin"
+( cd "$CACHE.tmp/debs" && apt-get download -qq "${DEBS[@]/%/:arm64}" )
+for deb in "$CACHE.tmp"/debs/*.deb; do dpkg -x "$deb" "$CACHE.tmp/sysroot"; done
+rm -rf "$CACHE.tmp/debs"
+"$HOST_PY" -m pip install -q --no-compile --target "$CACHE.tmp/site" --platform manylinux2014_aarch64 \
+  --python-version 3.11 --implementation cp --only-binary=:all: "${WHEELS[@]}"
+cat > "$CACHE.tmp/bin/python" <<'WRAP'
+#!/bin/sh
+# aarch64 python3.11 under qemu-user; argv0 is this wrapper, so sys.executable can be run again.
+here=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONHOME="$here/sysroot/usr" PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$here/site"
+export TFLITE_COMPRESS_PROBE_PYTHON="$here/bin/python"
+exec qemu-aarch64-static -L "$here/sysroot" -0 "$here/bin/python" "$here/sysroot/usr/bin/python3.11" "$@"
+WRAP
+chmod +x "$CACHE.tmp/bin/python"
+"$CACHE.tmp/bin/python" -c "import platform, numpy, ai_edge_litert.interpreter; assert platform.machine() == 'aarch64', platform.machine()"
+rm -rf "$CACHE" && mv "$CACHE.tmp" "$CACHE"
+# The wrapper finds its folder from $0, so the move keeps it working.
+touch "$CACHE/.built-v$VERSION"
+echo "arm64 env built in $(( $(date +%s) - t0 )) s: $(du -sh "$CACHE" | cut -f1) in $CACHE" >&2
+echo "$CACHE/bin/python"
