@@ -2,7 +2,8 @@
 # Build (once, cached) an emulated ARM64 Python 3.11 that runs the runtime harness:
 #   - Debian's qemu-user-static (apt, as root),
 #   - an aarch64 sysroot unpacked (dpkg -x) from Debian :arm64 packages (apt-get download),
-#   - aarch64 wheels from PyPI (pip --platform manylinux2014_aarch64 --only-binary=:all:),
+#   - aarch64 wheels from PyPI (pip --platform manylinux_2_X_aarch64 --only-binary=:all:, X up to
+#     bookworm's glibc 2.36; this pip does not widen the alias manylinux2014 to those tags),
 #   - bin/python: a wrapper that runs the sysroot's python3.11 under qemu; it is also what the
 #     harness's child-process probe runs (TFLITE_COMPRESS_PROBE_PYTHON).
 # Usage: ci/arm64_env.sh CACHE_DIR   (prints the wrapper's path on its last line)
@@ -14,7 +15,7 @@ VERSION=1
 LITERT_ARM64=${LITERT_ARM64:-ai-edge-litert==1.4.0}   # the last release with a cp311 aarch64 wheel
 WHEELS=("$LITERT_ARM64" "numpy>=2,<2.5" "click>=8.1,<9" "tqdm>=4.66")
 DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libgcc-s1 libstdc++6
-      libssl3 libffi8 zlib1g libexpat1 libbz2-1.0 liblzma5 libmpdec3 libsqlite3-0 libuuid1 libcrypt1
+      libssl3 libffi8 zlib1g libexpat1 libbz2-1.0 liblzma5 libsqlite3-0 libuuid1 libcrypt1
       libncursesw6 libtinfo6 libreadline8 libnsl2 libtirpc3 libdb5.3 libgssapi-krb5-2 libkrb5-3
       libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1)
 STAMP="$CACHE/.built-v$VERSION"
@@ -27,17 +28,18 @@ if ! command -v qemu-aarch64-static >/dev/null || ! dpkg --print-foreign-archite
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null
 fi
 rm -rf "$CACHE.tmp" && mkdir -p "$CACHE.tmp/debs" "$CACHE.tmp/sysroot" "$CACHE.tmp/site" "$CACHE.tmp/bin"
-( cd "$CACHE.tmp/debs" && apt-get download -qq "${DEBS[@]/%/:arm64}" )
+# apt-get download runs as root here; the _apt sandbox user cannot write into this folder (a warning only).
+( cd "$CACHE.tmp/debs" && apt-get download -qq "${DEBS[@]/%/:arm64}" 2>&1 ) | { grep -v "unsandboxed as root" || true; }
 for deb in "$CACHE.tmp"/debs/*.deb; do dpkg -x "$deb" "$CACHE.tmp/sysroot"; done
 rm -rf "$CACHE.tmp/debs"
-"$HOST_PY" -m pip install -q --no-compile --target "$CACHE.tmp/site" --platform manylinux2014_aarch64 \
-  --python-version 3.11 --implementation cp --only-binary=:all: "${WHEELS[@]}"
+PLATFORMS=(); for x in $(seq 17 36); do PLATFORMS+=(--platform "manylinux_2_${x}_aarch64"); done
+"$HOST_PY" -m pip install -q --no-compile --target "$CACHE.tmp/site" "${PLATFORMS[@]}" \
+  --python-version 3.11 --implementation cp --only-binary=:all: --no-warn-conflicts "${WHEELS[@]}"
 cat > "$CACHE.tmp/bin/python" <<'WRAP'
 #!/bin/sh
 # aarch64 python3.11 under qemu-user; argv0 is this wrapper, so sys.executable can be run again.
 here=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONHOME="$here/sysroot/usr" PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$here/site"
-export TFLITE_COMPRESS_PROBE_PYTHON="$here/bin/python"
 exec qemu-aarch64-static -L "$here/sysroot" -0 "$here/bin/python" "$here/sysroot/usr/bin/python3.11" "$@"
 WRAP
 chmod +x "$CACHE.tmp/bin/python"
