@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -340,20 +342,55 @@ def test_probe_reports_crash_and_timeout(models):
 
 # ---------------------------------------------------------------- backends
 
-@pytest.mark.parametrize("backend", ["tensorflow", "tflite_runtime"])
-def test_backends_agree_with_litert(models, backend):
+def test_tensorflow_backend_agrees_with_litert(models):
     import importlib.util
 
     from tflite_compress.runtime import RuntimeOptions, TFLiteModel, random_inputs
 
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed")
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("tensorflow is not installed")
     litert = TFLiteModel(models.arrays_int8, RuntimeOptions(reference_kernels=True))
     x = random_inputs(litert, 32, seed=3)
-    try:
-        other = TFLiteModel(models.arrays_int8, RuntimeOptions(reference_kernels=True, backend=backend))
-    except Exception as exc:  # noqa: BLE001 - tflite_runtime 2.14 cannot run under numpy 2 (TRAPS.md)
-        pytest.skip(f"{backend} cannot load models here: {exc}")
-    assert other.backend == backend
+    other = TFLiteModel(models.arrays_int8, RuntimeOptions(reference_kernels=True, backend="tensorflow"))
+    assert other.backend == "tensorflow"
     step = litert.output["quantization"][0]
     np.testing.assert_allclose(other.predict(x), litert.predict(x), atol=step * 1.01)
+
+
+TFLITE_RUNTIME_ENV = "TFLITE_RUNTIME_PYTHON"
+
+
+def _tflite_runtime_python() -> str:
+    """The device-like env's Python (ci/tflite_runtime_env.sh; `make test` sets $TFLITE_RUNTIME_PYTHON)."""
+    python = os.environ.get(TFLITE_RUNTIME_ENV)
+    if not python:
+        message = f"${TFLITE_RUNTIME_ENV} is not set (make test builds that env with ci/tflite_runtime_env.sh)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: this check must run)")
+        pytest.skip(message)
+    return python
+
+
+@pytest.mark.parametrize("which", ["text", "arrays"])
+def test_tflite_runtime_backend_matches_litert_per_prediction(models, which, tmp_path):
+    """tflite-runtime 2.14 (numpy 1.x, no TensorFlow) and ai-edge-litert give the same prediction on every row.
+
+    Both on LiteRT's builtin kernels (tflite-runtime's Python wheel applies no XNNPACK), so the
+    outputs must be equal, not only the top-1.
+    """
+    python = _tflite_runtime_python()
+    model, data = (models.text_int8, models.text_csv) if which == "text" else (models.arrays_int8, models.arrays_npz)
+    device = tmp_path / "tflite_runtime.jsonl"
+    here = tmp_path / "litert.jsonl"
+    script = ("import numpy, sys; assert numpy.__version__.startswith('1.'), numpy.__version__; "
+              "from tflite_compress.cli import main; main(sys.argv[1:])")
+    proc = subprocess.run([python, "-c", script, "eval", str(model), "--data", str(data), "--backend", "tflite_runtime",
+                           "--no-xnnpack", "--predictions", str(device), "--json"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["runtime"]["backend"] == "tflite_runtime" and report["runtime"]["backend_version"] == "2.14.0"
+    run_json("eval", model, "--data", data, "--backend", "ai_edge_litert", "--no-xnnpack", "--predictions", here)
+    cmp = run_json("compare", here, device, "--min-agreement", "1")
+    assert cmp["samples"] > 50 and cmp["top1_agreement"] == 1 and cmp["top1_score_abs_diff_max"] == 0

@@ -5,13 +5,14 @@ numpy + LiteRT only, except a Keras `--baseline`, which imports TensorFlow in th
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
 
 from ..data import KERAS_SUFFIXES, TEXT_SUFFIXES
 from ..errors import GateError, InputError
-from .interpreter import RuntimeOptions
+from .interpreter import RuntimeOptions, backend_version
 
 
 def load_labelled_data(data_path: Path, text_column: str | None, label_column: str | None):
@@ -97,7 +98,8 @@ def run_eval(model: Path, data_path: Path, text_column: str | None = None, label
     key = "accuracy_in_scope" if "accuracy_in_scope" in m else "accuracy"
     report: dict = {"model": str(model), "data": str(data_path), "data_kind": kind, "metric": key, **m,
                     "size_bytes": len(bundle.model.content),
-                    "runtime": {"backend": bundle.model.backend, "xnnpack_applied": bundle.model.xnnpack_applied,
+                    "runtime": {"backend": bundle.model.backend, "backend_version": backend_version(bundle.model.backend),
+                            "machine": platform.machine(), "xnnpack_applied": bundle.model.xnnpack_applied,
                                 "threads": options.threads, "batch_size": batch_size if bundle.model.resizable_batch else 1}}
     if predictions_path is not None:
         write_predictions(predictions_path, prediction_rows(scores, names, y, list(x_raw) if kind == "text" else None))

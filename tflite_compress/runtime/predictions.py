@@ -63,7 +63,7 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         raise InputError(f"{path}: predictions file not found")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): texts may hold U+2028 and the like
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
     rows, seen = [], set()
