@@ -394,3 +394,55 @@ def test_tflite_runtime_backend_matches_litert_per_prediction(models, which, tmp
     run_json("eval", model, "--data", data, "--backend", "ai_edge_litert", "--no-xnnpack", "--predictions", here)
     cmp = run_json("compare", here, device, "--min-agreement", "1")
     assert cmp["samples"] > 50 and cmp["top1_agreement"] == 1 and cmp["top1_score_abs_diff_max"] == 0
+
+
+# ---------------------------------------------------------------- predictions files
+
+def test_eval_predictions_and_compare_them(models, tmp_path):
+    a, b = tmp_path / "int8.jsonl", tmp_path / "untrained.jsonl"
+    r = run_json("eval", models.text_int8, "--data", models.text_csv, "--predictions", a)
+    assert r["predictions"] == str(a)
+    rows = [json.loads(line) for line in a.read_text(encoding="utf-8").splitlines()]
+    with open(models.text_csv, newline="", encoding="utf-8") as f:
+        data = list(csv.DictReader(f))
+    assert [row["id"] for row in rows] == list(range(len(data)))
+    assert [(row["text"], row["gold"]) for row in rows] == [(d["text"], d["label"]) for d in data]
+    assert all(row["margin"] >= 0 and row["predicted"] in LABELS and row["runner_up"] in LABELS for row in rows)
+    assert np.mean([row["predicted"] == row["gold"] for row in rows]) == pytest.approx(r["accuracy"])
+    run_json("eval", models.text_untrained, "--data", models.text_csv, "--predictions", b)
+    same = run_json("compare", a, a)
+    assert same["top1_agreement"] == 1 and same["disagreements"] == [] and same["top1_score_abs_diff_max"] == 0
+    cmp = run_json("compare", a, b)
+    assert cmp["top1_agreement"] < 1 and cmp["accuracy_a"] == pytest.approx(r["accuracy"])
+    assert len(cmp["disagreements"]) == round((1 - cmp["top1_agreement"]) * cmp["samples"])
+    d = cmp["disagreements"][0]
+    assert rows[d["id"]]["predicted"] == d["a"]["predicted"] != d["b"]["predicted"] and d["a"]["margin"] >= 0
+    failed = run("compare", a, b, "--min-agreement", "1")
+    assert failed.exit_code == 1 and "Gate missed" in failed.stderr and "differ" in failed.stdout
+    arrays = tmp_path / "arrays.jsonl"
+    run_json("eval", models.arrays_int8, "--data", models.arrays_npz, "--predictions", arrays)
+    assert json.loads(arrays.read_text().splitlines()[0])["text"] is None
+
+
+def test_predictions_bad_input(models, tmp_path):
+    good = tmp_path / "p.jsonl"
+    run_json("eval", models.text_int8, "--data", models.text_csv, "--predictions", good)
+    assert_bad_input(run("eval", models.text_int8, "--data", models.text_csv, "--predictions", tmp_path / "p.csv"),
+                     "--predictions", "expected a .jsonl")
+    missing_dir = tmp_path / "nope" / "p.jsonl"
+    assert_bad_input(run("eval", models.text_int8, "--data", models.text_csv, "--predictions", missing_dir),
+                     "does not exist")
+    assert not missing_dir.parent.exists()
+    fewer = tmp_path / "fewer.jsonl"
+    fewer.write_text("".join(good.read_text().splitlines(keepends=True)[:5]))
+    assert_bad_input(run("compare", good, fewer), "ids differ")
+    shuffled = tmp_path / "texts.jsonl"
+    rows = [json.loads(line) for line in good.read_text().splitlines()]
+    rows[3]["text"] = "something else"
+    shuffled.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert_bad_input(run("compare", good, shuffled), "id 3 has another text")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": 0, "text": "x"}\n')
+    assert_bad_input(run("compare", good, broken), "line 1 is not a prediction", "missing gold")
+    assert_bad_input(run("compare", good, models.text_int8), "not one of each")
+    assert_bad_input(run("compare", good, tmp_path / "absent.jsonl"), "predictions file not found")
