@@ -38,22 +38,22 @@ demo: install
 
 test: install
 	$(MAKE) android-test
-	HOST_PY=$(PYTHON) ci/tflite_runtime_env.sh $(TFLITE_RUNTIME_CACHE) >/dev/null
+	HOST_PY=$(PYTHON) .ci/tflite_runtime_env.sh $(TFLITE_RUNTIME_CACHE) >/dev/null
 	TFLITE_RUNTIME_PYTHON=$(TFLITE_RUNTIME_CACHE)/bin/python $(PY) -m pytest
 	$(MAKE) test-arm64
 
 tflite-runtime-env:
-	HOST_PY=$(PYTHON) ci/tflite_runtime_env.sh $(TFLITE_RUNTIME_CACHE)
+	HOST_PY=$(PYTHON) .ci/tflite_runtime_env.sh $(TFLITE_RUNTIME_CACHE)
 
 # Builds the emulated env on first use (Debian qemu-user-static + :arm64 packages + aarch64 wheels).
 test-arm64: install
-	@t0=$$(date +%s); arm=$$(HOST_PY=$(PY) ci/arm64_env.sh $(ARM64_CACHE)) || exit 3; \
-	PYTHONPATH=$(CURDIR) $(PY) ci/arm64_parity.py --arm64-python "$$arm"; rc=$$?; \
+	@t0=$$(date +%s); arm=$$(HOST_PY=$(PY) .ci/arm64_env.sh $(ARM64_CACHE)) || exit 3; \
+	PYTHONPATH=$(CURDIR) $(PY) .ci/arm64_parity.py --arm64-python "$$arm"; rc=$$?; \
 	echo "test-arm64: $$(( $$(date +%s) - t0 )) s (env cache: $(ARM64_CACHE))"; exit $$rc
 
 arm64-golden: install
-	arm=$$(HOST_PY=$(PY) ci/arm64_env.sh $(ARM64_CACHE)) && \
-	PYTHONPATH=$(CURDIR) $(PY) ci/arm64_parity.py --arm64-python "$$arm" --write-golden
+	arm=$$(HOST_PY=$(PY) .ci/arm64_env.sh $(ARM64_CACHE)) && \
+	PYTHONPATH=$(CURDIR) $(PY) .ci/arm64_parity.py --arm64-python "$$arm" --write-golden
 
 test-slow: install
 	$(PY) -m pytest -m slow

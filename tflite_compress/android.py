@@ -506,7 +506,7 @@ def add_arm64_labels(path: str | os.PathLike, predictions: Sequence[dict], about
         if p["predicted"] != c["label"]:
             differs.append(c["id"])
     block = {"about": f"{ARM64_LABEL_KEY}: top-1 of the same INT8 model on ARM64 kernels ({about}), as a phone's "
-                      "CPU runs it; written by ci/arm64_parity.py --write-golden (make arm64-golden).",
+                      "CPU runs it; written by .ci/arm64_parity.py --write-golden (make arm64-golden).",
              "cases_where_label_differs": differs}
     out = {}
     for key, value in golden.items():

@@ -22,7 +22,6 @@ from .errors import InputError
 from .runtime import RuntimeOptions
 
 
-
 def _int_list(option: str, value: str) -> list[int]:
     try:
         out = [int(v) for v in value.split(",") if v.strip()]
@@ -208,7 +207,12 @@ def compare_cmd(model_a: Path, model_b: Path | None, data_path: Path | None, sam
     A and B may instead be two predictions files (.jsonl, from `eval --predictions`) of the same rows:
     top-1 agreement per example, and each disagreement with both margins.
     """
-    from .runtime.compare import compare_models, compare_predictions, format_compare, format_compare_predictions
+    from .runtime.compare import (
+        compare_models,
+        compare_predictions,
+        format_compare,
+        format_compare_predictions,
+    )
     from .runtime.gates import check_gates
     from .runtime.predictions import is_predictions_file
 

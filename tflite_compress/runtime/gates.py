@@ -71,7 +71,6 @@ def run_eval(model: Path, data_path: Path, text_column: str | None = None, label
     `GateError` on a miss.
     """
     from . import classification_metrics, label_names_for, load_bundle
-
     from .predictions import check_predictions_path, prediction_rows, write_predictions
 
     if max_drop is not None and baseline is None:

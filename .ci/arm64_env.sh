@@ -6,9 +6,9 @@
 #     bookworm's glibc 2.36; this pip does not widen the alias manylinux2014 to those tags),
 #   - bin/python: a wrapper that runs the sysroot's python3.11 under qemu; it is also what the
 #     harness's child-process probe runs (TFLITE_COMPRESS_PROBE_PYTHON).
-# Usage: ci/arm64_env.sh CACHE_DIR   (prints the wrapper's path on its last line)
+# Usage: .ci/arm64_env.sh CACHE_DIR   (prints the wrapper's path on its last line)
 set -euo pipefail
-CACHE=${1:?usage: ci/arm64_env.sh CACHE_DIR}
+CACHE=${1:?usage: .ci/arm64_env.sh CACHE_DIR}
 HOST_PY=${HOST_PY:-python3}
 # Bump when the package lists below change: a new stamp rebuilds the cache.
 VERSION=1
