@@ -445,4 +445,5 @@ def test_predictions_bad_input(models, tmp_path):
     broken.write_text('{"id": 0, "text": "x"}\n')
     assert_bad_input(run("compare", good, broken), "line 1 is not a prediction", "missing gold")
     assert_bad_input(run("compare", good, models.text_int8), "not one of each")
+    assert_bad_input(run("compare", good, good, "--data", models.text_csv), "--data: not used")
     assert_bad_input(run("compare", good, tmp_path / "absent.jsonl"), "predictions file not found")

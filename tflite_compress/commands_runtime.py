@@ -220,6 +220,9 @@ def compare_cmd(model_a: Path, model_b: Path | None, data_path: Path | None, sam
         if not (is_predictions_file(model_a) and is_predictions_file(model_b)):
             raise InputError(f"compare {model_a} {model_b or ''}: give two .tflite models or two .jsonl predictions "
                              "files, not one of each".replace("  ", " "))
+        if data_path is not None or reference_kernels:
+            raise InputError(f"{'--data' if data_path is not None else '--reference-kernels'}: not used when "
+                             "comparing predictions files (they already hold each run's outputs)")
         report = compare_predictions(model_a, model_b, min_agreement=min_agreement)
         _emit(report, as_json, format_compare_predictions(report))
         check_gates(report)
