@@ -4,21 +4,24 @@
 #   - an aarch64 sysroot unpacked (dpkg -x) from Debian :arm64 packages (apt-get download),
 #   - aarch64 wheels from PyPI (pip --platform manylinux_2_X_aarch64 --only-binary=:all:, X up to
 #     bookworm's glibc 2.36; this pip does not widen the alias manylinux2014 to those tags),
-#   - bin/python: a wrapper that runs the sysroot's python3.11 under qemu; it is also what the
-#     harness's child-process probe runs (TFLITE_COMPRESS_PROBE_PYTHON).
+#   - bin/python: a wrapper that runs the sysroot's python3.11 under qemu with argv0 = itself, so
+#     sys.executable is the wrapper and the harness's child-process probe can start it.
 # Usage: .ci/arm64_env.sh CACHE_DIR   (prints the wrapper's path on its last line)
 set -euo pipefail
 CACHE=${1:?usage: .ci/arm64_env.sh CACHE_DIR}
 HOST_PY=${HOST_PY:-python3}
-# Bump when the package lists below change: a new stamp rebuilds the cache.
-VERSION=1
 LITERT_ARM64=${LITERT_ARM64:-ai-edge-litert==1.4.0}   # the last release with a cp311 aarch64 wheel
 WHEELS=("$LITERT_ARM64" "numpy>=2,<2.5" "click>=8.1,<9" "tqdm>=4.66")
 DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libgcc-s1 libstdc++6
       libssl3 libffi8 zlib1g libexpat1 libbz2-1.0 liblzma5 libsqlite3-0 libuuid1 libcrypt1
       libncursesw6 libtinfo6 libreadline8 libnsl2 libtirpc3 libdb5.3 libgssapi-krb5-2 libkrb5-3
       libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1)
-STAMP="$CACHE/.built-v$VERSION"
+# The cache is keyed by this script: a change of its package lists (or anything) rebuilds it.
+KEY=$(sha256sum "$0" | cut -c1-12)
+STAMP="$CACHE/.built-$KEY"
+if [[ -f "$STAMP" ]]; then echo "$CACHE/bin/python"; exit 0; fi
+mkdir -p "$(dirname "$CACHE")"
+exec 9>"$CACHE.lock" && flock 9   # two CI runs on one machine: one builds, the other waits
 if [[ -f "$STAMP" ]]; then echo "$CACHE/bin/python"; exit 0; fi
 t0=$(date +%s)
 SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
@@ -46,6 +49,6 @@ chmod +x "$CACHE.tmp/bin/python"
 "$CACHE.tmp/bin/python" -c "import platform, numpy, ai_edge_litert.interpreter; assert platform.machine() == 'aarch64', platform.machine()"
 rm -rf "$CACHE" && mv "$CACHE.tmp" "$CACHE"
 # The wrapper finds its folder from $0, so the move keeps it working.
-touch "$CACHE/.built-v$VERSION"
+touch "$CACHE/.built-$KEY"
 echo "arm64 env built in $(( $(date +%s) - t0 )) s: $(du -sh "$CACHE" | cut -f1) in $CACHE" >&2
 echo "$CACHE/bin/python"

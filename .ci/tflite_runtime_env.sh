@@ -12,6 +12,9 @@ PINS=("numpy<2" "tflite-runtime==2.14.0")
 # A new setup.cfg (requirements) or pin list makes a new env.
 KEY=$( (cat "$ROOT/setup.cfg"; echo "${PINS[*]}") | sha256sum | cut -c1-12)
 if [[ -f "$CACHE/.built-$KEY" ]]; then echo "$CACHE/bin/python"; exit 0; fi
+mkdir -p "$(dirname "$CACHE")"
+exec 9>"$CACHE.lock" && flock 9   # two CI runs on one machine: one builds, the other waits
+if [[ -f "$CACHE/.built-$KEY" ]]; then echo "$CACHE/bin/python"; exit 0; fi
 t0=$(date +%s)
 rm -rf "$CACHE.tmp"
 "$HOST_PY" -m venv "$CACHE.tmp"
