@@ -8,11 +8,19 @@ STAMP := $(VENV)/.installed
 ANDROID_PY := $(PY)
 ANDROID_RUN ?= runs/clinc150
 
-.PHONY: install browser demo test test-slow lint clean help
+# The emulated ARM64 env and the device-like tflite-runtime env, cached outside the clone so that
+# CI's fresh clones on one machine reuse them (a cold build works too; see docs/arm64.md).
+DEVICE_CACHE ?= $(HOME)/.cache/tflite-compress
+ARM64_CACHE ?= $(DEVICE_CACHE)/arm64
+TFLITE_RUNTIME_CACHE ?= $(DEVICE_CACHE)/tflite-runtime
+
+.PHONY: install browser demo test test-slow test-arm64 arm64-golden tflite-runtime-env lint clean help
 
 help:
 	@echo "make demo   - compress CLINC150 with the MiniLM teacher into runs/clinc150/ (INT8 .tflite)"
-	@echo "make test   - the test suite (Python + android_demo/core JVM tests)"
+	@echo "make test   - the test suite (Python + android_demo/core JVM tests + ARM64 parity + tflite-runtime)"
+	@echo "make test-arm64 - the harness on emulated ARM64 vs x86, per prediction (golden + CLINC150 test)"
+	@echo "make arm64-golden - record ARM64 XNNPACK labels in android_demo/golden/intent_golden.json"
 	@echo "make install, make test-slow, make clean"
 
 $(STAMP): setup.cfg pyproject.toml
@@ -36,7 +44,22 @@ browser:
 
 test: install browser
 	$(MAKE) android-test
-	$(PY) -m pytest
+	HOST_PY=$(PYTHON) .ci/tflite_runtime_env.sh $(TFLITE_RUNTIME_CACHE) >/dev/null
+	TFLITE_RUNTIME_PYTHON=$(TFLITE_RUNTIME_CACHE)/bin/python $(PY) -m pytest
+	$(MAKE) test-arm64
+
+tflite-runtime-env:
+	HOST_PY=$(PYTHON) .ci/tflite_runtime_env.sh $(TFLITE_RUNTIME_CACHE)
+
+# Builds the emulated env on first use (Debian qemu-user-static + :arm64 packages + aarch64 wheels).
+test-arm64: install
+	@t0=$$(date +%s); arm=$$(HOST_PY=$(PY) .ci/arm64_env.sh $(ARM64_CACHE)) || exit 3; \
+	PYTHONPATH=$(CURDIR) $(PY) .ci/arm64_parity.py --arm64-python "$$arm"; rc=$$?; \
+	echo "test-arm64: $$(( $$(date +%s) - t0 )) s (env cache: $(ARM64_CACHE))"; exit $$rc
+
+arm64-golden: install
+	arm=$$(HOST_PY=$(PY) .ci/arm64_env.sh $(ARM64_CACHE)) && \
+	PYTHONPATH=$(CURDIR) $(PY) .ci/arm64_parity.py --arm64-python "$$arm" --write-golden
 
 test-slow: install
 	$(PY) -m pytest -m slow

@@ -196,3 +196,22 @@ def test_android_modules_do_not_import_tensorflow():
             "bad = [m for m in ('tensorflow', 'tf_keras', 'keras') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_committed_golden_records_arm64_labels(tmp_path):
+    """`label_arm64_xnnpack` (from `make arm64-golden`) on every case, and the list of cases where `label` differs."""
+    golden = json.loads(android.DEFAULT_GOLDEN.read_text())
+    labels = set((android.DEFAULT_APP_DIR / android.ASSETS_SUBDIR / "labels.txt").read_text().splitlines())
+    assert all(case[android.ARM64_LABEL_KEY] in labels for case in golden["cases"])
+    differs = [c["id"] for c in golden["cases"] if c["label"] != c[android.ARM64_LABEL_KEY]]
+    assert golden["arm64_xnnpack"]["cases_where_label_differs"] == differs
+    # Writing the same ARM64 predictions again gives the committed file byte for byte.
+    copy = tmp_path / "golden.json"
+    copy.write_bytes(android.DEFAULT_GOLDEN.read_bytes())
+    rows = [{"text": c["text"], "predicted": c[android.ARM64_LABEL_KEY]} for c in golden["cases"]]
+    about = golden["arm64_xnnpack"]["about"].split("ARM64 kernels (", 1)[1].split("), as a phone", 1)[0]
+    android.add_arm64_labels(copy, rows, about=about)
+    assert copy.read_bytes() == android.DEFAULT_GOLDEN.read_bytes()
+    rows[5]["text"] = "another text"
+    with pytest.raises(InputError, match="case 5: the ARM64 prediction is for another text"):
+        android.add_arm64_labels(copy, rows, about=about)

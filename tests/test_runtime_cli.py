@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -396,19 +398,108 @@ def test_probe_reports_crash_and_timeout(models):
 
 # ---------------------------------------------------------------- backends
 
-@pytest.mark.parametrize("backend", ["tensorflow", "tflite_runtime"])
-def test_backends_agree_with_litert(models, backend):
+def test_tensorflow_backend_agrees_with_litert(models):
     import importlib.util
 
     from tflite_compress.runtime import RuntimeOptions, TFLiteModel, random_inputs
 
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed")
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("tensorflow is not installed")
     litert = TFLiteModel(models.arrays_int8, RuntimeOptions(reference_kernels=True))
     x = random_inputs(litert, 32, seed=3)
-    if backend == "tflite_runtime" and int(np.__version__.split(".")[0]) >= 2:
-        pytest.skip("tflite_runtime 2.14 cannot load models under numpy 2 (TRAPS.md)")
-    other = TFLiteModel(models.arrays_int8, RuntimeOptions(reference_kernels=True, backend=backend))
-    assert other.backend == backend
+    other = TFLiteModel(models.arrays_int8, RuntimeOptions(reference_kernels=True, backend="tensorflow"))
+    assert other.backend == "tensorflow"
     step = litert.output["quantization"][0]
     np.testing.assert_allclose(other.predict(x), litert.predict(x), atol=step * 1.01)
+
+
+TFLITE_RUNTIME_ENV = "TFLITE_RUNTIME_PYTHON"
+
+
+def _tflite_runtime_python() -> str:
+    """The device-like env's Python (.ci/tflite_runtime_env.sh; `make test` sets $TFLITE_RUNTIME_PYTHON)."""
+    python = os.environ.get(TFLITE_RUNTIME_ENV)
+    if not python:
+        message = f"${TFLITE_RUNTIME_ENV} is not set (make test builds that env with .ci/tflite_runtime_env.sh)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: this check must run)")
+        pytest.skip(message)
+    return python
+
+
+@pytest.mark.parametrize("which", ["text", "arrays"])
+def test_tflite_runtime_backend_matches_litert_per_prediction(models, which, tmp_path):
+    """tflite-runtime 2.14 (numpy 1.x, no TensorFlow) and ai-edge-litert give the same prediction on every row.
+
+    Both on LiteRT's builtin kernels (tflite-runtime's Python wheel applies no XNNPACK), so the
+    outputs must be equal, not only the top-1.
+    """
+    python = _tflite_runtime_python()
+    model, data = (models.text_int8, models.text_csv) if which == "text" else (models.arrays_int8, models.arrays_npz)
+    device = tmp_path / "tflite_runtime.jsonl"
+    here = tmp_path / "litert.jsonl"
+    script = ("import numpy, sys; assert numpy.__version__.startswith('1.'), numpy.__version__; "
+              "from tflite_compress.cli import main; main(sys.argv[1:])")
+    proc = subprocess.run([python, "-c", script, "eval", str(model), "--data", str(data), "--backend", "tflite_runtime",
+                           "--no-xnnpack", "--predictions", str(device), "--json"],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["runtime"]["backend"] == "tflite_runtime" and report["runtime"]["backend_version"] == "2.14.0"
+    run_json("eval", model, "--data", data, "--backend", "ai_edge_litert", "--no-xnnpack", "--predictions", here)
+    cmp = run_json("compare", here, device, "--min-agreement", "1")
+    assert cmp["samples"] > 50 and cmp["top1_agreement"] == 1 and cmp["top1_score_abs_diff_max"] == 0
+
+
+# ---------------------------------------------------------------- predictions files
+
+def test_eval_predictions_and_compare_them(models, tmp_path):
+    a, b = tmp_path / "int8.jsonl", tmp_path / "untrained.jsonl"
+    r = run_json("eval", models.text_int8, "--data", models.text_csv, "--predictions", a)
+    assert r["predictions"] == str(a)
+    rows = [json.loads(line) for line in a.read_text(encoding="utf-8").splitlines()]
+    with open(models.text_csv, newline="", encoding="utf-8") as f:
+        data = list(csv.DictReader(f))
+    assert [row["id"] for row in rows] == list(range(len(data)))
+    assert [(row["text"], row["gold"]) for row in rows] == [(d["text"], d["label"]) for d in data]
+    assert all(row["margin"] >= 0 and row["predicted"] in LABELS and row["runner_up"] in LABELS for row in rows)
+    assert np.mean([row["predicted"] == row["gold"] for row in rows]) == pytest.approx(r["accuracy"])
+    run_json("eval", models.text_untrained, "--data", models.text_csv, "--predictions", b)
+    same = run_json("compare", a, a)
+    assert same["top1_agreement"] == 1 and same["disagreements"] == [] and same["top1_score_abs_diff_max"] == 0
+    cmp = run_json("compare", a, b)
+    assert cmp["top1_agreement"] < 1 and cmp["accuracy_a"] == pytest.approx(r["accuracy"])
+    assert len(cmp["disagreements"]) == round((1 - cmp["top1_agreement"]) * cmp["samples"])
+    d = cmp["disagreements"][0]
+    assert rows[d["id"]]["predicted"] == d["a"]["predicted"] != d["b"]["predicted"] and d["a"]["margin"] >= 0
+    failed = run("compare", a, b, "--min-agreement", "1")
+    assert failed.exit_code == 1 and "Gate missed" in failed.stderr and "differ" in failed.stdout
+    arrays = tmp_path / "arrays.jsonl"
+    run_json("eval", models.arrays_int8, "--data", models.arrays_npz, "--predictions", arrays)
+    assert json.loads(arrays.read_text().splitlines()[0])["text"] is None
+
+
+def test_predictions_bad_input(models, tmp_path):
+    good = tmp_path / "p.jsonl"
+    run_json("eval", models.text_int8, "--data", models.text_csv, "--predictions", good)
+    assert_bad_input(run("eval", models.text_int8, "--data", models.text_csv, "--predictions", tmp_path / "p.csv"),
+                     "--predictions", "expected a .jsonl")
+    missing_dir = tmp_path / "nope" / "p.jsonl"
+    assert_bad_input(run("eval", models.text_int8, "--data", models.text_csv, "--predictions", missing_dir),
+                     "does not exist")
+    assert not missing_dir.parent.exists()
+    fewer = tmp_path / "fewer.jsonl"
+    fewer.write_text("".join(good.read_text().splitlines(keepends=True)[:5]))
+    assert_bad_input(run("compare", good, fewer), "ids differ")
+    shuffled = tmp_path / "texts.jsonl"
+    rows = [json.loads(line) for line in good.read_text().splitlines()]
+    rows[3]["text"] = "something else"
+    shuffled.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert_bad_input(run("compare", good, shuffled), "id 3 has another text")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": 0, "text": "x"}\n')
+    assert_bad_input(run("compare", good, broken), "line 1 is not a prediction", "missing gold")
+    assert_bad_input(run("compare", good, models.text_int8), "not one of each")
+    assert_bad_input(run("compare", good, good, "--data", models.text_csv), "--data: not used")
+    assert_bad_input(run("compare", good, tmp_path / "absent.jsonl"), "predictions file not found")

@@ -463,3 +463,57 @@ def read_jvm_ids(path: str | os.PathLike) -> dict:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     _need(isinstance(obj, dict) and isinstance(obj.get("token_ids"), list), path, "expected an object with token_ids")
     return obj
+
+
+ARM64_LABEL_KEY = "label_arm64_xnnpack"
+
+
+def read_golden(path: str | os.PathLike = DEFAULT_GOLDEN) -> dict:
+    """The golden file, checked: a JSON object with a list of cases, each with text and label."""
+    path = Path(path)
+    _need(path.is_file(), path, "golden file not found")
+    try:
+        golden = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    _need(isinstance(golden, dict) and isinstance(golden.get("cases"), list), path, "expected an object with cases")
+    for c in golden["cases"]:
+        _need(isinstance(c, dict) and isinstance(c.get("text"), str) and isinstance(c.get("label"), str), path,
+              f"case {c.get('id') if isinstance(c, dict) else c!r}: expected text and label strings")
+    return golden
+
+
+def golden_eval_rows(golden: dict) -> list[dict]:
+    """The golden cases as `eval --data` rows (JSONL): text, and the recorded label as the gold one."""
+    return [{"text": c["text"], "label": c["label"]} for c in golden["cases"]]
+
+
+def add_arm64_labels(path: str | os.PathLike, predictions: Sequence[dict], about: str) -> dict:
+    """Record what ARM64 XNNPACK predicts for each golden case (`label_arm64_xnnpack`) and where it differs.
+
+    `predictions` are the rows of `eval --predictions` on `golden_eval_rows` (same order). The file
+    keeps `label` (x86 builtin kernels, what the Python and JVM tests check) and gains a top-level
+    `arm64_xnnpack` block listing the case ids whose `label` differs from the phone's kernels.
+    """
+    path = Path(path)
+    golden = read_golden(path)
+    cases = golden["cases"]
+    _need(len(predictions) == len(cases), path, f"{len(predictions)} ARM64 predictions for {len(cases)} cases")
+    differs = []
+    for c, p in zip(cases, predictions):
+        _need(p.get("text") == c["text"], path, f"case {c['id']}: the ARM64 prediction is for another text")
+        c[ARM64_LABEL_KEY] = p["predicted"]
+        if p["predicted"] != c["label"]:
+            differs.append(c["id"])
+    block = {"about": f"{ARM64_LABEL_KEY}: top-1 of the same INT8 model on ARM64 kernels ({about}), as a phone's "
+                      "CPU runs it; written by .ci/arm64_parity.py --write-golden (make arm64-golden).",
+             "cases_where_label_differs": differs}
+    out = {}
+    for key, value in golden.items():
+        if key == "cases":
+            out["arm64_xnnpack"] = block
+        if key != "arm64_xnnpack":
+            out[key] = value
+    atomic_write_bytes(path, dump_golden(out).encode("ascii"))
+    os.chmod(path, 0o644)
+    return out

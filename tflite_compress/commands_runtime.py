@@ -22,7 +22,6 @@ from .errors import InputError
 from .runtime import RuntimeOptions
 
 
-
 def _int_list(option: str, value: str) -> list[int]:
     try:
         out = [int(v) for v in value.split(",") if v.strip()]
@@ -99,16 +98,20 @@ def _size_bytes(option: str, value: str | None) -> int | None:
               help="Gate: fail (exit 1) if MODEL's file is larger than this (bytes, or e.g. 256KB, 1.5MB; KB = 1024 B).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Rows per invoke (the input is resized when the model allows it, else batch 1).")
+@click.option("--predictions", "predictions_path", type=click.Path(path_type=Path), default=None,
+              help="Write one JSON line per row (id, text, gold, predicted, score, runner_up, margin) to this "
+                   ".jsonl file, to diff runs with `compare A.jsonl B.jsonl`.")
 @runtime_options
 @guarded
 def eval_cmd(model: Path, data_path: Path, text_column, label_column, min_accuracy, max_drop, baseline, max_size,
-             batch_size, threads, xnnpack, reference_kernels, backend, trust_model, probe_timeout_s, as_json) -> None:
+             batch_size, predictions_path, threads, xnnpack, reference_kernels, backend, trust_model, probe_timeout_s, as_json) -> None:
     """Task metrics of MODEL.tflite on labelled data, in the LiteRT interpreter (no TensorFlow)."""
     from .runtime.gates import check_gates, format_eval, run_eval
 
     options = _options(_single_threads(threads), xnnpack, reference_kernels, backend)
     report = run_eval(model, data_path, text_column, label_column, min_accuracy, max_drop, baseline, batch_size,
-                      options, trust_model, probe_timeout_s, max_size_bytes=_size_bytes("--max-size", max_size))
+                      options, trust_model, probe_timeout_s, max_size_bytes=_size_bytes("--max-size", max_size),
+                      predictions_path=predictions_path)
     _emit(report, as_json, format_eval(report))
     check_gates(report)
 
@@ -200,10 +203,30 @@ def compare_cmd(model_a: Path, model_b: Path | None, data_path: Path | None, sam
 
     B defaults to A: `compare A --reference-kernels` runs A with XNNPACK against A with the reference
     kernels. With B given, --reference-kernels runs B on the reference kernels.
-    """
-    from .runtime.compare import compare_models, format_compare
-    from .runtime.gates import check_gates
 
+    A and B may instead be two predictions files (.jsonl, from `eval --predictions`) of the same rows:
+    top-1 agreement per example, and each disagreement with both margins.
+    """
+    from .runtime.compare import (
+        compare_models,
+        compare_predictions,
+        format_compare,
+        format_compare_predictions,
+    )
+    from .runtime.gates import check_gates
+    from .runtime.predictions import is_predictions_file
+
+    if is_predictions_file(model_a) or is_predictions_file(model_b):
+        if not (is_predictions_file(model_a) and is_predictions_file(model_b)):
+            raise InputError(f"compare {model_a} {model_b or ''}: give two .tflite models or two .jsonl predictions "
+                             "files, not one of each".replace("  ", " "))
+        if data_path is not None or reference_kernels:
+            raise InputError(f"{'--data' if data_path is not None else '--reference-kernels'}: not used when "
+                             "comparing predictions files (they already hold each run's outputs)")
+        report = compare_predictions(model_a, model_b, min_agreement=min_agreement)
+        _emit(report, as_json, format_compare_predictions(report))
+        check_gates(report)
+        return
     n_threads = _single_threads(threads)
     if model_b is None and not reference_kernels:
         raise InputError("compare needs MODEL_B, or --reference-kernels to compare MODEL_A with itself on reference kernels")

@@ -1,4 +1,7 @@
-"""Two models (or one model under two kernel sets) on the same inputs: how far apart are their outputs?"""
+"""Two models (or one model under two kernel sets) on the same inputs: how far apart are their outputs?
+
+Or two predictions files (`eval --predictions`) of the same rows: which examples differ, by what margins.
+"""
 
 from __future__ import annotations
 
@@ -93,6 +96,73 @@ def format_compare(r: dict) -> str:
              f"  {'max abs error':<22}{r['max_abs_error']:>12.6f}",
              f"  {'KL(A||B) mean':<22}{r['kl_divergence_mean']:>12.6f}",
              f"  {'KL(A||B) max':<22}{r['kl_divergence_max']:>12.6f}"]
+    if r["gate"]:
+        g = r["gate"]["min_agreement"]
+        lines.append(f"  gate  top1_agreement >= {g['limit']}: {'PASS' if g['passed'] else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def compare_predictions(path_a: str | os.PathLike, path_b: str | os.PathLike,
+                        min_agreement: float | None = None) -> dict:
+    """Per-example comparison of two predictions files over the same rows (same ids, texts and gold labels).
+
+    Returns top-1 agreement, each file's accuracy against gold (when the rows have gold labels), and
+    every disagreement with both runs' margins, smallest combined margin first; `report["gate"]` holds
+    `min_agreement` when asked (`gates.check_gates`).
+    """
+    from .predictions import read_predictions
+
+    a, b = read_predictions(path_a), read_predictions(path_b)
+    by_id = {r["id"]: r for r in b}
+    if len(a) != len(b) or any(r["id"] not in by_id for r in a):
+        raise InputError(f"{path_b}: its ids differ from {path_a}'s ({len(b)} rows vs {len(a)}): "
+                         "compare predictions of the same data")
+    for r in a:
+        other = by_id[r["id"]]
+        if r["text"] != other["text"] or r["gold"] != other["gold"]:
+            raise InputError(f"{path_b}: id {r['id']!r} has another text or gold label than in {path_a}")
+    disagree = []
+    for r in a:
+        o = by_id[r["id"]]
+        if r["predicted"] != o["predicted"]:
+            disagree.append({"id": r["id"], "text": r["text"], "gold": r["gold"],
+                             "a": {"predicted": r["predicted"], "margin": r["margin"], "runner_up": r["runner_up"]},
+                             "b": {"predicted": o["predicted"], "margin": o["margin"], "runner_up": o["runner_up"]}})
+    disagree.sort(key=lambda d: (d["a"]["margin"] + d["b"]["margin"], str(d["id"])))
+    margins_a = np.array([r["margin"] for r in a], dtype=np.float64)
+    score_delta = np.array([abs(r["score"] - by_id[r["id"]]["score"]) for r in a], dtype=np.float64)
+    report: dict = {"predictions_a": str(path_a), "predictions_b": str(path_b), "samples": len(a),
+                    "top1_agreement": 1.0 - len(disagree) / len(a), "disagreements": disagree,
+                    "top1_score_abs_diff_mean": float(score_delta.mean()),
+                    "top1_score_abs_diff_max": float(score_delta.max()),
+                    "exact_ties_a": int(np.sum(margins_a <= 0))}
+    if all(r["gold"] is not None for r in a):
+        report["accuracy_a"] = float(np.mean([r["predicted"] == r["gold"] for r in a]))
+        report["accuracy_b"] = float(np.mean([by_id[r["id"]]["predicted"] == r["gold"] for r in a]))
+    gate = None
+    if min_agreement is not None:
+        ok = report["top1_agreement"] >= min_agreement
+        gate = {"min_agreement": {"limit": min_agreement, "value": report["top1_agreement"], "passed": ok}, "passed": ok}
+    report["gate"] = gate
+    return report
+
+
+def format_compare_predictions(r: dict, shown: int = 20) -> str:
+    lines = [f"A  {r['predictions_a']}", f"B  {r['predictions_b']}",
+             f"  {'samples':<26}{r['samples']:>10}",
+             f"  {'top-1 agreement':<26}{r['top1_agreement']:>10.4f}  ({len(r['disagreements'])} differ)"]
+    if "accuracy_a" in r:
+        lines.append(f"  {'accuracy A / B':<26}{r['accuracy_a']:>10.4f} / {r['accuracy_b']:.4f}")
+    lines.append(f"  {'top-1 score |A-B| mean/max':<26}{r['top1_score_abs_diff_mean']:>10.4f} / "
+                 f"{r['top1_score_abs_diff_max']:.4f}")
+    if r["exact_ties_a"]:
+        lines.append(f"  {'exact ties in A':<26}{r['exact_ties_a']:>10}")
+    for d in r["disagreements"][:shown]:
+        text = "" if d["text"] is None else f"  {d['text'][:60]!r}"
+        lines.append(f"  id {d['id']}: A {d['a']['predicted']} (margin {d['a']['margin']:.4f}) vs "
+                     f"B {d['b']['predicted']} (margin {d['b']['margin']:.4f}){text}")
+    if len(r["disagreements"]) > shown:
+        lines.append(f"  ... {len(r['disagreements']) - shown} more (--json lists all)")
     if r["gate"]:
         g = r["gate"]["min_agreement"]
         lines.append(f"  gate  top1_agreement >= {g['limit']}: {'PASS' if g['passed'] else 'FAIL'}")

@@ -5,13 +5,14 @@ numpy + LiteRT only, except a Keras `--baseline`, which imports TensorFlow in th
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
 
 from ..data import KERAS_SUFFIXES, TEXT_SUFFIXES
 from ..errors import GateError, InputError
-from .interpreter import RuntimeOptions
+from .interpreter import RuntimeOptions, backend_version
 
 
 def load_labelled_data(data_path: Path, text_column: str | None, label_column: str | None):
@@ -58,17 +59,24 @@ def keras_baseline_scores(path: Path, x: np.ndarray) -> np.ndarray:
 def run_eval(model: Path, data_path: Path, text_column: str | None = None, label_column: str | None = None,
              min_accuracy: float | None = None, max_drop: float | None = None, baseline: Path | None = None,
              batch_size: int = 64, options: RuntimeOptions = RuntimeOptions(), trust_model: bool = False,
-             probe_timeout_s: float = 20.0, max_size_bytes: int | None = None) -> dict:
+             probe_timeout_s: float = 20.0, max_size_bytes: int | None = None,
+             predictions_path: Path | None = None) -> dict:
     """Score MODEL on labelled data (and BASELINE on the same rows).
+
+    With `predictions_path`, also write MODEL's prediction on each row there (JSONL, see
+    `predictions.py`): `report["predictions"]` names the file.
 
     Returns the report; `report["gate"]` holds each gate asked for (min accuracy, max drop vs the
     baseline, max file size) with its value and whether it passed. `check_gates(report)` raises
     `GateError` on a miss.
     """
     from . import classification_metrics, label_names_for, load_bundle
+    from .predictions import check_predictions_path, prediction_rows, write_predictions
 
     if max_drop is not None and baseline is None:
         raise InputError("--max-drop needs --baseline OTHER (a .tflite or a Keras model file)")
+    if predictions_path is not None:
+        check_predictions_path(predictions_path)
     bundle = load_bundle(model, options, trust_model=trust_model, probe_timeout_s=probe_timeout_s)
     kind, x_raw, y_raw = load_labelled_data(data_path, text_column, label_column)
     names = label_names_for(bundle)
@@ -89,8 +97,12 @@ def run_eval(model: Path, data_path: Path, text_column: str | None = None, label
     key = "accuracy_in_scope" if "accuracy_in_scope" in m else "accuracy"
     report: dict = {"model": str(model), "data": str(data_path), "data_kind": kind, "metric": key, **m,
                     "size_bytes": len(bundle.model.content),
-                    "runtime": {"backend": bundle.model.backend, "xnnpack_applied": bundle.model.xnnpack_applied,
+                    "runtime": {"backend": bundle.model.backend, "backend_version": backend_version(bundle.model.backend),
+                            "machine": platform.machine(), "xnnpack_applied": bundle.model.xnnpack_applied,
                                 "threads": options.threads, "batch_size": batch_size if bundle.model.resizable_batch else 1}}
+    if predictions_path is not None:
+        write_predictions(predictions_path, prediction_rows(scores, names, y, list(x_raw) if kind == "text" else None))
+        report["predictions"] = str(predictions_path)
     passed = True
     gate: dict = {}
     if baseline is not None:
@@ -157,6 +169,8 @@ def format_eval(r: dict) -> str:
     if "baseline" in r:
         lines.append(f"  {'drop (' + r['metric'] + ')':<22}{r['drop']:>10.4f}")
         lines.append(f"  {'top-1 agreement':<22}{r['agreement_with_baseline']:>10.4f}")
+    if r.get("predictions"):
+        lines.append(f"  predictions -> {r['predictions']}")
     for c in r["most_confused"][:5]:
         lines.append(f"  confused  {c['true']} -> {c['predicted']} ({c['count']})")
     for name, g in (r["gate"] or {}).items():

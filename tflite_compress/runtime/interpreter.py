@@ -60,6 +60,17 @@ def _interpreter_module(backend: str):
     raise InputError("no TFLite interpreter found: pip install ai-edge-litert")
 
 
+def backend_version(backend: str) -> str | None:
+    """The installed version of a backend's package (e.g. '2.3.0' for ai_edge_litert), None if unknown."""
+    from importlib import metadata
+
+    dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tensorflow": "tensorflow"}
+    try:
+        return metadata.version(dist.get(backend, backend))
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def read_model_bytes(path: str | os.PathLike) -> bytes:
     """Read a `.tflite` file and check that it is a TFLite flatbuffer before any use."""
     data = _read_file(path)
