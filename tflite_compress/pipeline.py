@@ -62,11 +62,12 @@ def _count_params(model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-def model_info(content_model, recipe: Recipe, label_names, oos_label) -> dict:
+def model_info(content_model, recipe: Recipe, label_names, oos_label, oos_rule=None) -> dict:
+    """The sidecar the app and the harness read; `oos_rule` (an `OOSRule`) when one was calibrated."""
     from .runtime import inspect_model
 
     ins = inspect_model(content_model)
-    return {
+    info = {
         "schema_version": INFO_SCHEMA_VERSION,
         "task": "text_classification",
         "model_file": MODEL_FILE,
@@ -79,6 +80,20 @@ def model_info(content_model, recipe: Recipe, label_names, oos_label) -> dict:
         "tokenizer": recipe.tokenizer.to_info(),
         "tflite_compress_version": __version__,
     }
+    if oos_rule is not None:
+        info["oos_rule"] = oos_rule.to_info()
+    return info
+
+
+def _oos_figures(recipe: Recipe, val_logits, y_val, test_logits, y_test, label_names, oos_label):
+    """(rule, {"oos": report}) for one model's logits: the threshold chosen on val, both schemes
+    on test; (None, {}) when the recipe or the data has no out-of-scope calibration."""
+    from .oos import evaluate_oos
+
+    if not recipe.oos.calibrate:
+        return None, {}
+    rule, rep = evaluate_oos(val_logits, y_val, test_logits, y_test, label_names, oos_label, recipe.oos.target_recall)
+    return rule, ({"oos": rep} if rep else {})
 
 
 def run_text_pipeline(
@@ -113,6 +128,12 @@ def run_text_pipeline(
     num_labels = len(label_names)
     oos_label = dataset.oos_label
     t_all = time.perf_counter()
+    from .data import add_oos_negatives
+
+    dataset, negatives = add_oos_negatives(dataset, recipe.oos, recipe.seed)
+    if negatives:
+        stages["oos_negatives"] = negatives
+        log(f"      extra out-of-scope train examples: {negatives}")
 
     # 1. Tokenizer: a WordPiece vocabulary learned on the train split.
     t0 = time.perf_counter()
@@ -138,9 +159,7 @@ def run_text_pipeline(
         log("[2/7] teacher")
         texts = {s: getattr(dataset, s).texts for s in ("train", "val", "test")}
         if recipe.distill.augment_copies > 0:
-            texts["augmented"] = tuple(distill.augment_texts(
-                dataset.train.texts, recipe.distill.augment_copies, recipe.distill.augment_word_dropout,
-                recipe.distill.augment_swap_probability, seed=recipe.seed))
+            texts["augmented"] = tuple(distill.augmented_copies(dataset.train.texts, recipe.distill, seed=recipe.seed))
             x["augmented"] = tokenizer.encode_batch(texts["augmented"])
         outs = teacher_outputs(recipe.teacher, texts, y["train"], num_labels, cache_dir, student_ids=x, log=log)
         teacher_logits = outs.logits
@@ -152,6 +171,9 @@ def run_text_pipeline(
         tm.pop("most_confused", None)
         stages["teacher"] = {"description": outs.description, "parameters": outs.parameters,
                              "cache_hit": outs.cache_hit, "cache_key": outs.cache_key, t_split: tm}
+        if t_split == "test" and "val" in outs.logits:
+            stages["teacher"].update(_oos_figures(recipe, outs.logits["val"], y["val"], outs.logits["test"],
+                                                  y["test"], label_names, oos_label)[1])
         timings["teacher"] = time.perf_counter() - t0
         log(f"      teacher: {outs.description}, {outs.parameters:,} parameters, "
             f"{t_split} {_fmt_acc(tm)}{' (cached)' if outs.cache_hit else ''}")
@@ -191,6 +213,9 @@ def run_text_pipeline(
         distill_fit(student, recipe, x, targets, alpha, teacher_features, log, verbose)
     float_metrics, float_pred = _keras_metrics(student, x["test"], y["test"], label_names, oos_label)
     stages["float"] = {"parameters": _count_params(student), "test": float_metrics}
+    stages["float"].update(_oos_figures(recipe, student.predict(x["val"], batch_size=512, verbose=0), y["val"],
+                                        student.predict(x["test"], batch_size=512, verbose=0), y["test"],
+                                        label_names, oos_label)[1])
     timings["float"] = time.perf_counter() - t0
     log(f"      float student: test {_fmt_acc(float_metrics)}")
     current = student
@@ -223,7 +248,15 @@ def run_text_pipeline(
         atomic_write_text(tmp / "labels.txt", "\n".join(label_names) + "\n")
         from .runtime import TFLiteModel
 
-        atomic_write_json(tmp / "model_info.json", model_info(TFLiteModel(content), recipe, label_names, oos_label))
+        rule = rule_calibration = None
+        if recipe.oos.calibrate and oos_label and np.any(y["val"] == label_names.index(oos_label)):
+            # The shipped rule: its threshold chosen on the INT8 file's own val logits.
+            from .oos import calibrate_rule
+
+            rule, rule_calibration = calibrate_rule(TFLiteModel(content).predict(x["val"]), y["val"], label_names, oos_label,
+                                                    recipe.oos.target_recall)
+        # (a fresh interpreter: predict() above resized the input to its batch)
+        atomic_write_json(tmp / "model_info.json", model_info(TFLiteModel(content), recipe, label_names, oos_label, rule))
         atomic_write_json(tmp / "recipe.json", recipe.to_dict())
 
         # 7. Validate the written files in the LiteRT interpreter (numpy + interpreter only).
@@ -254,6 +287,14 @@ def run_text_pipeline(
             "input": ins["input"],
             "output": ins["output"],
         }
+        if rule is not None:
+            from .oos import log_rule
+            from .runtime.oos_rule import OOSRule, rule_report
+
+            shipped = OOSRule.from_info(bundle.info["oos_rule"])  # as the harness reads it back
+            stages["int8"]["oos"] = {**rule_report(ev["scores"], y["test"], label_names, oos_label, shipped),
+                                     "calibration": rule_calibration}
+            log_rule(shipped, stages["int8"]["oos"], log)
         timings["validate"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_all
         report = _summarise(stages, timings, recipe, dataset, len(content))
@@ -374,6 +415,15 @@ def _summarise(stages: dict, timings: dict, recipe: Recipe, dataset: TextDataset
         "gzip_bytes": stages["int8"]["gzip_bytes"],
         "integer_only": not stages["int8"]["float_ops"],
     }
+    for name in ("float", "int8"):  # both schemes: arg-max above, the val-chosen oos rule here
+        o = stages[name].get("oos")
+        if o and "rule" in o:
+            summary.update({f"{name}_{k}_rule": o["rule"][k] for k in
+                            ("accuracy_in_scope", "recall_out_of_scope", "precision_out_of_scope")})
+            summary[f"{name}_precision_out_of_scope"] = o["argmax"]["precision_out_of_scope"]
+            summary[f"{name}_auroc_max_softmax"] = o["auroc_max_softmax"]
+    if "oos" in stages["int8"]:
+        summary["oos_rule"] = {k: stages["int8"]["oos"]["rule"][k] for k in ("score", "threshold", "label")}
     if "input" in stages:
         summary["input_" + key] = stages["input"]["test"][key]
         summary["drop_points_vs_input"] = 100 * (stages["input"]["test"][key] - stages["int8"]["test"][key])
@@ -402,7 +452,19 @@ def format_table(report: dict) -> str:
     """The terminal table of a report: one row per stage."""
     st = report["stages"]
     key = report["summary"]["metric"]
-    rows = [("stage", "in-scope acc" if key == "accuracy_in_scope" else "accuracy", "oos recall", "size", "notes")]
+    rule = key == "accuracy_in_scope" and "oos" in st["int8"]
+    rows = [("stage", "in-scope acc" if key == "accuracy_in_scope" else "accuracy", "oos recall")
+            + (("in-scope (rule)", "oos recall (rule)", "oos prec (rule)", "threshold") if rule else ())
+            + ("size", "notes")]
+
+    def rule_cols(stage: dict) -> tuple:
+        if not rule:
+            return ()
+        r = (stage.get("oos") or {}).get("rule")
+        if r is None:
+            return ("-",) * 4
+        return (f"{100 * r['accuracy_in_scope']:.2f}%", f"{100 * r['recall_out_of_scope']:.1f}%",
+                f"{100 * r['precision_out_of_scope']:.1f}%", f"{r['threshold']:.3f}")
 
     def acc(m):
         return f"{100 * m[key]:.2f}%"
@@ -413,22 +475,22 @@ def format_table(report: dict) -> str:
     if "teacher" in st:
         t = st["teacher"]
         tt = t.get("test") or t["train"]
-        rows.append(("teacher", acc(tt), oos(tt), f"{4 * t['parameters'] / 1e6:.1f} MB f32",
+        rows.append(("teacher", acc(tt), oos(tt), *rule_cols(t), f"{4 * t['parameters'] / 1e6:.1f} MB f32",
                      f"{t['parameters']:,} params{', cached' if t['cache_hit'] else ''}{'' if 'test' in t else ', train split'}"))
     if "input" in st:
-        rows.append(("input model", acc(st["input"]["test"]), oos(st["input"]["test"]),
+        rows.append(("input model", acc(st["input"]["test"]), oos(st["input"]["test"]), *rule_cols({}),
                      f"{4 * st['input']['parameters'] / 1e3:.0f} KB f32", f"{st['input']['parameters']:,} params"))
     f = st["float"]
-    rows.append(("float student", acc(f["test"]), oos(f["test"]), f"{4 * f['parameters'] / 1e3:.0f} KB f32", f"{f['parameters']:,} params"))
+    rows.append(("float student", acc(f["test"]), oos(f["test"]), *rule_cols(f), f"{4 * f['parameters'] / 1e3:.0f} KB f32", f"{f['parameters']:,} params"))
     if "pruned" in st:
         p = st["pruned"]
-        rows.append(("pruned", acc(p["test"]), oos(p["test"]), "-", f"sparsity {100 * p['sparsity']:.1f}%"))
+        rows.append(("pruned", acc(p["test"]), oos(p["test"]), *rule_cols(p), "-", f"sparsity {100 * p['sparsity']:.1f}%"))
     if "qat" in st:
         q = st["qat"]
-        rows.append(("QAT", acc(q["test"]), oos(q["test"]), "-", "fake-quant, Keras"))
+        rows.append(("QAT", acc(q["test"]), oos(q["test"]), *rule_cols(q), "-", "fake-quant, Keras"))
     i = st["int8"]
     lat = i["latency"]
-    rows.append(("INT8 .tflite", acc(i["test"]), oos(i["test"]),
+    rows.append(("INT8 .tflite", acc(i["test"]), oos(i["test"]), *rule_cols(i),
                  f"{i['size_bytes'] / 1024:.0f} KB ({i['gzip_bytes'] / 1024:.0f} KB gz)",
                  f"agree {100 * i['agreement_with_float']:.1f}%, sparsity {100 * i['weight_sparsity']:.1f}%, "
                  f"p50 {lat['invoke_us_p50']:.0f} us invoke"
@@ -438,6 +500,10 @@ def format_table(report: dict) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     s = report["summary"]
     tail = [f"integer-only: {'yes' if s['integer_only'] else 'NO'}; drop vs float: {s['drop_points']:.2f} points"]
+    if "oos_rule" in s:
+        r = s["oos_rule"]
+        tail.append(f"oos rule (model_info.json): {r['score']} < {r['threshold']:.4f} -> {r['label']!r}, chosen on val "
+                    f"({st['int8']['oos']['calibration']['scheme']}); rule columns: each model's own val-chosen threshold")
     if "size_ratio_teacher_to_student" in s:
         tail.append(f"teacher/student size ratio: {s['size_ratio_teacher_to_student']:.0f}x")
     return "\n".join(lines + [""] + tail)

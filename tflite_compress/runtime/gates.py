@@ -91,6 +91,11 @@ def run_eval(model: Path, data_path: Path, text_column: str | None = None, label
                     "size_bytes": len(bundle.model.content),
                     "runtime": {"backend": bundle.model.backend, "xnnpack_applied": bundle.model.xnnpack_applied,
                                 "threads": options.threads, "batch_size": batch_size if bundle.model.resizable_batch else 1}}
+    if oos is not None and oos in names and np.any(y == names.index(oos)):
+        # Both schemes: arg-max (above) and the model's shipped oos rule, when it has one.
+        from .oos_rule import rule_report
+
+        report["oos"] = rule_report(scores, y, names, oos, bundle.oos_rule)
     passed = True
     gate: dict = {}
     if baseline is not None:
@@ -154,6 +159,14 @@ def format_eval(r: dict) -> str:
         if "baseline" in r:
             line += f"{r['baseline'][k]:>10.4f}"
         lines.append(line)
+    if "oos" in r:
+        o = r["oos"]
+        rule = o.get("rule")
+        lines.append(f"  {'out-of-scope':<22}{'arg-max':>10}" + (f"{'rule':>10}   (rule: {rule['score']} < "
+                                                               f"{rule['threshold']:.4f} -> {rule['label']!r})" if rule else ""))
+        for k in ("accuracy_in_scope", "recall_out_of_scope", "precision_out_of_scope"):
+            lines.append(f"  {k:<22}{o['argmax'][k]:>10.4f}" + (f"{rule[k]:>10.4f}" if rule else ""))
+        lines.append(f"  {'auroc (max softmax)':<22}{o['auroc_max_softmax']:>10.4f}")
     if "baseline" in r:
         lines.append(f"  {'drop (' + r['metric'] + ')':<22}{r['drop']:>10.4f}")
         lines.append(f"  {'top-1 agreement':<22}{r['agreement_with_baseline']:>10.4f}")
