@@ -3,6 +3,8 @@
     python benchmarks/oos_sweep.py features            # MiniLM features of every text set (cached)
     python benchmarks/oos_sweep.py teacher             # teacher heads: each extra-data source, val-chosen rule
     python benchmarks/oos_sweep.py student NAME...     # the demo pipeline with one change -> runs/oos-NAME
+    python benchmarks/oos_sweep.py student --quick NAME  # float + PTQ INT8 only, no augmentation (cheap)
+    python benchmarks/oos_sweep.py rule-on MODEL       # calibrate a rule on val for an existing INT8 file
     python benchmarks/oos_sweep.py table               # float and INT8 figures of every runs/oos-NAME
 
 Every figure is on CLINC150 test; the threshold of the rule is chosen on val (oos.calibrate_rule).
@@ -94,27 +96,48 @@ STUDENT_CHANGES = {
 }
 
 
-def student_run(name: str):
-    """The demo pipeline (default recipe + one change) into runs/oos-NAME; its teacher features come from the cache."""
+QUICK = {"stages": {"prune": False, "qat": False}, "distill": {"augment_copies": 0}}
+
+
+def student_run(name: str, quick: bool = False):
+    """The demo pipeline (default recipe + one change) into runs/oos-NAME; its teacher features
+    come from the cache. `quick`: no pruning, no QAT (INT8 by post-training quantization) and no
+    augmented copies, for a cheap side-by-side of a change (runs/oos-quick-NAME)."""
     from tflite_compress.config import Recipe
     from tflite_compress.data import CALIBRATION_DIR, calibration_texts
     from tflite_compress.pipeline import format_table, run_text_pipeline
     from tflite_compress.recipes import load_recipe
 
     base = load_recipe(None).to_dict()
-    for section, changes in STUDENT_CHANGES[name].items():
+    for section, changes in list(QUICK.items() if quick else []) + list(STUDENT_CHANGES[name].items()):
         base[section].update(changes)
     recipe = Recipe.from_dict(base)
     cal = calibration_texts(CALIBRATION_DIR, recipe.convert.calibration_samples, recipe.seed)
     t0 = time.perf_counter()
-    result = run_text_pipeline(load_clinc150(), recipe, ROOT / "runs" / f"oos-{name}", CACHE, calibration_texts=cal, verbose=0)
+    result = run_text_pipeline(load_clinc150(), recipe, ROOT / "runs" / f"oos-{'quick-' if quick else ''}{name}", CACHE, calibration_texts=cal, verbose=0)
     print(format_table(result.report))
     print(f"{name}: {time.perf_counter() - t0:.0f} s")
 
 
+def rule_on_model(path: str):
+    """Calibrate the rule on val for an existing INT8 file (e.g. the committed app model, made
+    before this change) and print both schemes on test: the baseline of every change here."""
+    from tflite_compress.oos import evaluate_oos
+    from tflite_compress.runtime import load_bundle
+
+    ds = load_clinc150()
+    bundle = load_bundle(path)
+    names = bundle.labels
+    logits = {s: bundle.model.predict(bundle.tokenizer.encode_batch(getattr(ds, s).texts)) for s in ("val", "test")}
+    y = {s: getattr(ds, s).label_ids(names) for s in ("val", "test")}
+    _, rep = evaluate_oos(logits["val"], y["val"], logits["test"], y["test"], names, OOS_LABEL)
+    print(HEADER)
+    print(_fmt(Path(path).name, rep, f"{len(bundle.model.content) / 1024:.0f} KB"))
+
+
 def table():
     print(HEADER.replace("change", "student run (float | INT8)"))
-    for name in STUDENT_CHANGES:
+    for name in [f"{q}{n}" for q in ("", "quick-") for n in STUDENT_CHANGES]:
         p = ROOT / "runs" / f"oos-{name}" / "report.json"
         if not p.is_file():
             continue
@@ -134,7 +157,9 @@ if __name__ == "__main__":
     elif cmd == "teacher":
         teacher_sweep(ds)
     elif cmd == "student":
-        for n in sys.argv[2:]:
-            student_run(n)
+        for n in [a for a in sys.argv[2:] if a != "--quick"]:
+            student_run(n, quick="--quick" in sys.argv)
+    elif cmd == "rule-on":
+        rule_on_model(sys.argv[2])
     elif cmd == "table":
         table()

@@ -124,20 +124,22 @@ def _pick(columns: Sequence[str], wanted: str | None, defaults: Sequence[str], w
 
 
 def load_text_file(
-    path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None
+    path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None,
+    clinc_split: str = "test",
 ) -> TextSplit:
-    """Labelled texts from CSV, TSV, JSONL or a CLINC-style JSON (its `test` + `oos_test`)."""
+    """Labelled texts from CSV, TSV, JSONL or a CLINC-style JSON (its `test` + `oos_test`, or
+    another `clinc_split`: `val` + `oos_val`, ...)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: data file not found")
     suffix = path.suffix.lower()
     if suffix == ".json":
         obj = _read_json(path)
-        if isinstance(obj, dict) and "test" in obj:
-            ins = _pairs(obj, "test", path)
-            oos = _pairs(obj, "oos_test", path) if "oos_test" in obj else TextSplit((), ())
+        if isinstance(obj, dict) and clinc_split in obj:
+            ins = _pairs(obj, clinc_split, path)
+            oos = _pairs(obj, f"oos_{clinc_split}", path) if f"oos_{clinc_split}" in obj else TextSplit((), ())
             return TextSplit(ins.texts + oos.texts, ins.labels + oos.labels)
-        raise InputError(f"{path}: JSON data must be CLINC-style (keys test/oos_test); use JSONL for rows")
+        raise InputError(f"{path}: JSON data must be CLINC-style (keys {clinc_split}/oos_{clinc_split}); use JSONL for rows")
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -69,3 +69,35 @@ def evaluate_oos(val_logits: np.ndarray, y_val: np.ndarray, test_logits: np.ndar
         return None, None
     rule, details = calibrate_rule(val_logits, y_val, names, oos_label, target_recall)
     return rule, {**rule_report(test_logits, y_test, names, oos_label, rule), "calibration": details}
+
+
+def calibrate_model_file(model_path, data_path, text_column: str | None = None, label_column: str | None = None,
+                         target_recall: float | None = None, oos_label: str | None = None,
+                         clinc_split: str = "val", write: bool = True) -> dict:
+    """`calibrate-oos`: choose the rule of an existing INT8 model (its folder: model_info.json,
+    vocab.txt, labels.txt) on labelled validation texts and store it in its model_info.json.
+    numpy + LiteRT only. Returns the rule and the validation figures of both schemes."""
+    from pathlib import Path
+
+    from .data import TextSplit, load_text_file
+    from .files import atomic_write_json
+    from .runtime import load_bundle
+
+    model_path = Path(model_path)
+    bundle = load_bundle(model_path)
+    if bundle.tokenizer is None or not bundle.labels:
+        raise InputError(f"{model_path}: needs model_info.json (tokenizer) and labels.txt beside it")
+    label = oos_label or bundle.oos_label
+    if label is None or label not in bundle.labels:
+        raise InputError(f"{model_path}: no out-of-scope label ({label!r} is not one of its labels); name it with --oos-label")
+    split = load_text_file(data_path, text_column, label_column, clinc_split=clinc_split)
+    y = TextSplit(split.texts, split.labels).label_ids(bundle.labels, str(data_path))
+    logits = bundle.model.predict(bundle.tokenizer.encode_batch(split.texts))
+    rule, details = calibrate_rule(logits, y, bundle.labels, label, target_recall)
+    if write:
+        info = dict(bundle.info, oos_rule=rule.to_info())
+        if bundle.oos_label is None:
+            info["oos_label"] = label
+        atomic_write_json(model_path.parent / "model_info.json", info)
+    return {"model": str(model_path), "data": str(data_path), "samples": len(y), "oos_rule": rule.to_info(),
+            **details}
