@@ -102,3 +102,16 @@ def test_extra_negatives_and_tang_augmentation():
     assert counts == {"chitchat": 5, "mix": 3} and len(more.train) == 12
     assert more.train.labels[4:] == ("oos",) * 8
     assert add_oos_negatives(ds, OOSConfig()) == (ds, {})
+
+
+def test_tang_augmentation_is_deterministic_and_keeps_words_of_the_same_kind():
+    from tflite_compress import distill
+    from tflite_compress.config import DistillConfig
+
+    texts = ["set an alarm for 7 am", "what is the weather in paris today", "play jazz"]
+    a = distill.tang_augment_texts(texts, 3, seed=0)
+    assert a == distill.tang_augment_texts(texts, 3, seed=0) and len(a) == 9
+    vocab = {w for t in texts for w in t.split()}
+    assert all(t and set(t.split()) <= vocab for t in a)  # drops, same-corpus replacements, n-grams
+    assert distill.augmented_copies(texts, DistillConfig(augment_copies=2, augment_style="tang")) == \
+        distill.tang_augment_texts(texts, 2)
