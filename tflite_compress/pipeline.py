@@ -130,6 +130,7 @@ def run_text_pipeline(
     t_all = time.perf_counter()
     from .data import add_oos_negatives
 
+    vocab_texts = dataset.train.texts  # the vocabulary comes from the task's own texts, not the extra negatives
     dataset, negatives = add_oos_negatives(dataset, recipe.oos, recipe.seed)
     if negatives:
         stages["oos_negatives"] = negatives
@@ -138,8 +139,8 @@ def run_text_pipeline(
     # 1. Tokenizer: a WordPiece vocabulary learned on the train split.
     t0 = time.perf_counter()
     if vocab is None:
-        log(f"[1/7] tokenizer: learning a {recipe.tokenizer.vocabulary_size}-piece WordPiece vocabulary on {len(dataset.train)} texts")
-        vocab = learn_vocabulary(dataset.train.texts, recipe.tokenizer)
+        log(f"[1/7] tokenizer: learning a {recipe.tokenizer.vocabulary_size}-piece WordPiece vocabulary on {len(vocab_texts)} texts")
+        vocab = learn_vocabulary(vocab_texts, recipe.tokenizer)
     else:
         log(f"[1/7] tokenizer: the given {len(vocab)}-token vocabulary")
     tokenizer = WordPieceTokenizer(vocab, recipe.tokenizer)
