@@ -158,6 +158,31 @@ def test_golden_file_from_exported_assets(tiny_run, app, tmp_path):
     assert (golden_path.parent / android.UNICODE_GOLDEN_NAME).is_file()
 
 
+def test_golden_file_carries_the_oos_rule(tiny_run, app, tmp_path):
+    from tflite_compress.runtime.oos_rule import OOSRule, max_softmax
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    # A threshold inside the model's range of max-softmax values, so the rule changes some answers.
+    _edit_info(run, lambda i: i.update(oos_rule={"score": "max_softmax", "threshold": 0.34, "label": "oos"}))
+    golden_path = tmp_path / "g.json"
+    result = CliRunner().invoke(main, ["export-android", str(run), "--app", str(app), "--golden", str(golden_path)])
+    assert result.exit_code == 0, result.output
+    g = json.loads(golden_path.read_text())
+    assert g["oos_rule"] == {"score": "max_softmax", "threshold": 0.34, "label": "oos"}
+    assert g["counts"]["clinc150_oos"] >= 30
+    rule = OOSRule.from_info(g["oos_rule"])
+    rows = {r["id"]: r for r in g["rule_outputs"]}
+    assert {c["id"] for c in g["cases"] if c["true_label"] == "oos"} <= set(rows)
+    for r in rows.values():
+        deq = android.dequantize_int8(np.array(r["int8"]), **g["output_quantization"])[None]
+        assert r["max_softmax"] == pytest.approx(float(max_softmax(deq)[0]), abs=1e-12)
+        assert LABELS[int(rule.predict(deq, LABELS)[0])] == r["label_rule"] == g["cases"][r["id"]]["label_rule"]
+    bad = _copy_run(tiny_run, tmp_path / "bad")
+    _edit_info(bad, lambda i: i.update(oos_rule={"score": "max_softmax", "threshold": 2, "label": "oos"}))
+    with pytest.raises(InputError, match="threshold"):
+        android.check_app_assets(bad)
+
+
 def test_quantization_cases_follow_the_harness_formula():
     from tflite_compress.runtime.interpreter import TFLiteModel
 

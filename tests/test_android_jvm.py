@@ -87,9 +87,18 @@ def test_jvm_ids_give_the_golden_labels_on_the_int8_model(golden, jvm_ids):
     model = TFLiteModel(assets / checked.info["model_file"], RuntimeOptions(xnnpack=False))
     ids = np.asarray(jvm_ids["token_ids"], dtype=np.int32)
     assert ids.shape == (len(golden["cases"]), golden["sequence_length"])
+    rule = checked.info.get("oos_rule")
+    if rule is not None:  # the golden file carries the shipped rule's answers, out-of-scope cases included
+        from tflite_compress.runtime.oos_rule import OOSRule
+
+        rule = OOSRule.from_info(rule)
+        assert golden["oos_rule"] == rule.to_info() and golden["counts"]["clinc150_oos"] >= 30
     wrong = []
     for case, row in zip(golden["cases"], ids):
-        label = labels[int(np.argmax(model.invoke_raw(row[None, :])[0]))]
+        out = model.predict(row[None, :])
+        label = labels[int(np.argmax(out[0]))]
         if label != case["label"]:
             wrong.append((case["id"], case["text"][:40], label, case["label"]))
+        if rule is not None and labels[int(rule.predict(out, labels)[0])] != case["label_rule"]:
+            wrong.append((case["id"], case["text"][:40], "rule", case["label_rule"]))
     assert not wrong, f"{len(wrong)} of {len(ids)} labels differ from the golden file: {wrong[:5]}"

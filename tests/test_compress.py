@@ -343,6 +343,10 @@ def test_bad_inputs_exit_2_with_one_line_and_leave_out_dir_alone(files, tmp_path
     msg = _cli_error(["--train", str(files["train.csv"]), "--eval", str(files["eval_other_labels.csv"]),
                       "--teacher", "none", *tiny], out)
     assert "label set differs from train" in msg and "'weather'" in msg
+    msg = _cli_error(["--train", str(files["train.csv"]), "--oos-label", "nonsense", "--teacher", "none", *tiny], out)
+    assert "--oos-label 'nonsense': no such label" in msg
+    msg = _cli_error(["--train", str(files["train.csv"]), "--target-oos-recall", "1.5", *tiny], out)
+    assert "--target-oos-recall" in msg
     z = np.load(files["digits_train.npz"])
     cnn = digits_cnn("keras3", tmp_path / "cnn.keras", z["x"][:64], z["y"][:64], epochs=1)
     msg = _cli_error([str(cnn), "--train", str(files["digits_flat.npz"]), *tiny], out)

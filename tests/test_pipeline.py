@@ -121,6 +121,31 @@ def test_every_stage_reports_figures(tiny_run):
     assert st["augment"] == {"copies": 1, "texts": 6 * 40 + 20}
 
 
+def test_oos_rule_is_calibrated_on_val_and_shipped(tiny_run):
+    from tflite_compress.runtime.oos_rule import OOSRule
+
+    result, logs, _ = tiny_run
+    info = json.loads((result.out_dir / "model_info.json").read_text())
+    rule = OOSRule.from_info(info["oos_rule"])
+    assert rule.label == "oos" and rule.score == "max_softmax"
+    st = result.report["stages"]
+    o = st["int8"]["oos"]
+    assert o["rule"]["threshold"] == rule.threshold == o["calibration"]["threshold"]
+    # the threshold maximises val accuracy (oos as a class): never below the arg-max scheme's
+    assert o["calibration"]["val"]["accuracy"] >= o["calibration"]["val_argmax"]["accuracy"]
+    assert o["argmax"]["accuracy_in_scope"] == st["int8"]["test"]["accuracy_in_scope"]
+    assert o["rule"]["recall_out_of_scope"] >= o["argmax"]["recall_out_of_scope"]
+    assert 0.5 <= o["auroc_max_softmax"] <= 1.0
+    for stage in ("teacher", "float"):
+        assert set(st[stage]["oos"]) >= {"argmax", "rule", "auroc_max_softmax", "calibration"}
+    s = result.report["summary"]
+    assert s["oos_rule"] == rule.to_info() and "int8_recall_out_of_scope_rule" in s
+    from tflite_compress.pipeline import format_table
+
+    assert "oos recall (rule)" in format_table(result.report)
+    assert any("oos rule: max softmax <" in line for line in logs)
+
+
 @pytest.fixture(scope="module")
 def cached_quick_run(tiny_run, tiny_clinc_file, tiny_recipe):
     """A second run (pruning and QAT off) on the first run's teacher cache."""
@@ -189,6 +214,12 @@ def test_eval_cli_reproduces_report_and_gates(tiny_run, tiny_clinc_file, tmp_pat
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["accuracy_in_scope"] == result.report["stages"]["int8"]["test"]["accuracy_in_scope"]
+    # Both schemes, as the report has them: arg-max and the rule shipped in model_info.json.
+    rep = result.report["stages"]["int8"]["oos"]
+    assert out["oos"]["rule"] == rep["rule"] and out["oos"]["argmax"] == rep["argmax"]
+    assert out["oos"]["auroc_max_softmax"] == rep["auroc_max_softmax"]
+    text = runner.invoke(main, ["eval", model, "--data", str(tiny_clinc_file)]).stdout
+    assert "recall_out_of_scope" in text and "max_softmax <" in text
     ok = runner.invoke(main, ["eval", model, "--data", str(tiny_clinc_file), "--min-accuracy", "0.01"])
     assert ok.exit_code == 0, ok.output
     # Shuffled test labels: an accuracy below 1 whatever the model learned, so the gate miss is certain.

@@ -38,6 +38,8 @@ UNICODE_GOLDEN_NAME = "unicode_classes.json"
 GOLDEN_SCHEMA_VERSION = 1
 DEFAULT_CLINC_CASES = 600
 RAW_OUTPUT_CASES = 12
+DEFAULT_OOS_CASES = 60  # CLINC150 oos_test utterances added for the out-of-scope rule
+RULE_BOUNDARY_CASES = 20  # cases whose max softmax lies nearest the rule's threshold
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -130,6 +132,10 @@ def read_model_info(info_path: Path) -> dict:
     vocab_file = tok.get("vocab_file", "vocab.txt")
     _need(isinstance(vocab_file, str) and vocab_file and "/" not in vocab_file, info_path,
           f"tokenizer.vocab_file must be a plain file name, got {vocab_file!r}")
+    if info.get("oos_rule") is not None:
+        from .runtime.oos_rule import OOSRule
+
+        OOSRule.from_info(info["oos_rule"], str(info_path))
     return info
 
 
@@ -173,6 +179,8 @@ def check_app_assets(folder: str | os.PathLike, load_model: bool = True) -> AppA
     _need(len(set(labels)) == len(labels), labels_path, "duplicate labels")
     oos = info.get("oos_label")
     _need(oos is None or oos in labels, labels_path, f"oos_label {oos!r} is not one of the labels")
+    rule_label = (info.get("oos_rule") or {}).get("label")
+    _need(rule_label is None or rule_label in labels, labels_path, f"oos_rule.label {rule_label!r} is not one of the labels")
     model_path = folder / model_name
     from .runtime.interpreter import RuntimeOptions, TFLiteModel, read_model_bytes, tensor_type_name
 
@@ -286,6 +294,12 @@ def golden_cases(data_path: str | os.PathLike = CLINC150_FILE, n_clinc: int = DE
     ds = load_clinc150(data_path)
     idx = stratified_sample(ds.test.labels, n_clinc, seed)
     cases = [{"source": "clinc150_test", "text": ds.test.texts[i], "true_label": ds.test.labels[i]} for i in idx]
+    # Out-of-scope utterances, for the shipped oos rule: CLINC150 oos_test rows not picked above.
+    picked = {ds.test.texts[i] for i in idx}
+    oos_rows = [i for i, lab in enumerate(ds.test.labels) if lab == ds.oos_label and ds.test.texts[i] not in picked]
+    rng = np.random.default_rng(seed)
+    cases_oos = [{"source": "clinc150_oos", "text": ds.test.texts[i], "true_label": ds.test.labels[i]}
+                 for i in sorted(rng.choice(oos_rows, min(DEFAULT_OOS_CASES, len(oos_rows)), replace=False))]
     accents = str.maketrans({"a": "\u00e1", "e": "\u00e9", "o": "\u00f6", "u": "\u00fc", "n": "\u00f1"})
     variants = [
         ("upper", str.upper), ("title", str.title), ("accented", lambda t: t.translate(accents)),
@@ -296,6 +310,7 @@ def golden_cases(data_path: str | os.PathLike = CLINC150_FILE, n_clinc: int = DE
         for j in range(6):
             base = cases[(k * 37 + j * 11) % len(cases)]
             cases.append({"source": f"clinc150_test/{name}", "text": fn(base["text"]), "true_label": base["true_label"]})
+    cases += cases_oos
     cases += [{"source": "crafted", "text": t, "true_label": None} for t in crafted_texts()]
     return cases
 
@@ -343,6 +358,7 @@ def quantization_cases(output_scale: float, output_zero_point: int, seed: int = 
 def make_golden(assets_dir: str | os.PathLike, cases: Sequence[dict] | None = None, data_path=CLINC150_FILE) -> dict:
     """Run each case through the Python tokenizer and the INT8 model in `assets_dir`."""
     from .runtime.interpreter import RuntimeOptions, TFLiteModel
+    from .runtime.oos_rule import OOSRule, max_softmax
 
     assets = check_app_assets(assets_dir)
     folder = assets.folder
@@ -356,6 +372,9 @@ def make_golden(assets_dir: str | os.PathLike, cases: Sequence[dict] | None = No
     raw = np.concatenate([model.invoke_raw(ids[i:i + 1]) for i in range(len(ids))]) if len(ids) else np.zeros((0, 0))
     scale, zp = info["output"]["quantization"]["scale"], info["output"]["quantization"]["zero_point"]
     rows = []
+    rule = OOSRule.from_info(info["oos_rule"]) if info.get("oos_rule") else None
+    deq_all = dequantize_int8(raw, scale, zp) if len(ids) else np.zeros((0, len(labels)), np.float32)
+    msp = max_softmax(deq_all) if len(ids) else np.zeros(0)
     for i, c in enumerate(cases):
         norm = normalize(c["text"], tok.config.lowercase, tok.config.strip_accents)
         pred = int(np.argmax(raw[i]))
@@ -364,6 +383,9 @@ def make_golden(assets_dir: str | os.PathLike, cases: Sequence[dict] | None = No
             "n_tokens": len(tok.tokenize(c["text"])), "token_ids": [int(v) for v in ids[i]],
             "label": labels[pred], "label_index": pred, "true_label": c.get("true_label"),
         })
+        if rule is not None:
+            rows[-1]["label_rule"] = labels[int(rule.predict(deq_all[i:i + 1], labels)[0])]
+            rows[-1]["max_softmax"] = float(msp[i])
     third = RAW_OUTPUT_CASES // 3  # a few from the start, the middle and the end (crafted cases)
     picks = sorted({i for i in [*range(third), *range(len(rows) // 2, len(rows) // 2 + third),
                                 *range(len(rows) - third, len(rows))] if 0 <= i < len(rows)})
@@ -373,6 +395,15 @@ def make_golden(assets_dir: str | os.PathLike, cases: Sequence[dict] | None = No
         np.testing.assert_array_equal(deq, model.dequantize_output(raw[i:i + 1])[0])  # the harness's own formula
         raw_rows.append({"id": i, "int8": [int(v) for v in raw[i]], "dequantized_bits": _bits(deq),
                          "top3": [int(v) for v in np.argsort(-deq, kind="stable")[:3]]})
+    rule_rows = []
+    if rule is not None:
+        # Every out-of-scope case, every case the rule changes, and the ones nearest the threshold.
+        near = np.argsort(np.abs(msp - rule.threshold), kind="stable")[:RULE_BOUNDARY_CASES]
+        chosen = sorted({i for i, r in enumerate(rows) if r["true_label"] == rule.label or r["label_rule"] != r["label"]}
+                        | {int(i) for i in near})
+        for i in chosen:
+            rule_rows.append({"id": i, "int8": [int(v) for v in raw[i]], "max_softmax": float(msp[i]),
+                              "label_rule": rows[i]["label_rule"], "label": rows[i]["label"]})
     return {
         "schema_version": GOLDEN_SCHEMA_VERSION,
         "generated_by": "tflite_compress.android.write_golden",
@@ -385,9 +416,11 @@ def make_golden(assets_dir: str | os.PathLike, cases: Sequence[dict] | None = No
         "output_quantization": info["output"]["quantization"],
         "counts": {"cases": len(rows), "clinc150_test": sum(r["source"] == "clinc150_test" for r in rows),
                    "varied": sum(r["source"].startswith("clinc150_test/") for r in rows),
+                   "clinc150_oos": sum(r["source"] == "clinc150_oos" for r in rows),
                    "crafted": sum(r["source"] == "crafted" for r in rows)},
         "cases": rows,
         "raw_outputs": raw_rows,
+        **({"oos_rule": rule.to_info(), "rule_outputs": rule_rows} if rule is not None else {}),
         "quantization_cases": quantization_cases(scale, zp),
     }
 

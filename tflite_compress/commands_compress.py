@@ -53,6 +53,12 @@ def _human(result) -> str:
               help="labels.txt in the MODEL's output order (default: sorted train labels, or class ids).")
 @click.option("--text-column", default=None, help="Text column (default: text, utterance, sentence or query).")
 @click.option("--label-column", default=None, help="Label column (default: label, intent, category or class).")
+@click.option("--oos-label", default=None,
+              help="The out-of-scope label (default: oos when the data has it): its rule (a max-softmax "
+                   "threshold chosen on the eval data) is stored in model_info.json.")
+@click.option("--target-oos-recall", type=float, default=None,
+              help="Choose the rule's threshold as the lowest reaching this out-of-scope recall on the "
+                   "validation rows (default: the one maximising accuracy with oos as a class).")
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers and pickled arrays (they run stored code).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Teacher output cache (default: ~/.cache/tflite-compress).")
@@ -62,7 +68,8 @@ def _human(result) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @guarded
 def compress_cmd(model, train, eval_path, calibration, calibration_samples, teacher, recipe, vocab, labels,
-                 text_column, label_column, unsafe, cache_dir, no_cache, out_dir, as_json) -> None:
+                 text_column, label_column, oos_label, target_oos_recall, unsafe, cache_dir, no_cache, out_dir,
+                 as_json) -> None:
     """Compress MODEL (a model file, or a built-in student: cnn, bag) on your data into an INT8 .tflite.
 
     Without MODEL, text data gets the built-in CNN student and the pretrained MiniLM teacher.
@@ -72,7 +79,8 @@ def compress_cmd(model, train, eval_path, calibration, calibration_samples, teac
     opts = CompressOptions(train=train, out_dir=out_dir, model=model, eval=eval_path, calibration=calibration,
                            calibration_samples=calibration_samples, teacher=teacher, recipe=recipe, vocab=vocab,
                            labels=labels, text_column=text_column, label_column=label_column, unsafe=unsafe,
-                           cache_dir=cache_dir, no_cache=no_cache)
+                           cache_dir=cache_dir, no_cache=no_cache, oos_label=oos_label,
+                           target_oos_recall=target_oos_recall)
     result = compress(opts, verbose=0 if as_json else None)
     click.echo(json.dumps(result.report, indent=2) if as_json else _human(result))
 

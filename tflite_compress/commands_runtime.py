@@ -238,10 +238,39 @@ def compare_cmd(model_a: Path, model_b: Path | None, data_path: Path | None, sam
     check_gates(report)
 
 
-COMMANDS: Sequence[click.Command] = (eval_cmd, bench_cmd, inspect_cmd, compare_cmd)
+# ---------------------------------------------------------------- calibrate-oos
+
+@click.command("calibrate-oos")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Labelled validation texts (CSV/TSV/JSONL, or CLINC-style JSON: its val + oos_val).")
+@click.option("--text-column", default=None, help="Text column (default: text, utterance, sentence or query).")
+@click.option("--label-column", default=None, help="Label column (default: label, intent, category or class).")
+@click.option("--oos-label", default=None, help="The out-of-scope label (default: model_info.json's oos_label).")
+@click.option("--target-oos-recall", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="The lowest threshold reaching this out-of-scope recall on the data "
+                   "(default: the one maximising accuracy with out-of-scope as a class).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@guarded
+def calibrate_oos_cmd(model: Path, data_path: Path, text_column, label_column, oos_label, target_oos_recall,
+                      as_json: bool) -> None:
+    """Choose MODEL's out-of-scope rule (a max-softmax threshold) on labelled validation data and
+    store it in the model_info.json beside MODEL (read by eval, export-android and the app)."""
+    from .oos import calibrate_model_file
+
+    r = calibrate_model_file(model, data_path, text_column, label_column, target_oos_recall, oos_label)
+    v, a = r["val"], r["val_argmax"]
+    _emit(r, as_json, (f"{model}: oos rule max_softmax < {r['threshold']:.4f} -> {r['oos_rule']['label']!r} "
+                       f"({r['scheme']} on {r['samples']} rows of {data_path})\n"
+                       f"  {'':<24}{'arg-max':>10}{'rule':>10}\n"
+                       + "\n".join(f"  {k:<24}{a[k]:>10.4f}{v[k]:>10.4f}" for k in
+                                   ("accuracy", "accuracy_in_scope", "recall_out_of_scope", "precision_out_of_scope"))))
+
+
+COMMANDS: Sequence[click.Command] = (eval_cmd, bench_cmd, inspect_cmd, compare_cmd, calibrate_oos_cmd)
 
 
 def register(group: click.Group) -> None:
-    """Add `eval`, `bench`, `inspect` and `compare` to the CLI group."""
+    """Add `eval`, `bench`, `inspect`, `compare` and `calibrate-oos` to the CLI group."""
     for cmd in COMMANDS:
         group.add_command(cmd)

@@ -53,6 +53,8 @@ class CompressOptions:
     eval_share: float = 0.2
     self_teacher: bool = False  # set by `compress`: no --teacher given with a model file
     fit_epochs_to_data: bool = True  # raise prune/QAT epochs to a minimum of steps on small data
+    oos_label: str | None = None  # the out-of-scope label (default: "oos" when the data has it)
+    target_oos_recall: float | None = None  # the rule's threshold: lowest reaching this val recall
 
 
 # ---------------------------------------------------------------- teachers
@@ -181,6 +183,11 @@ def compress(opts: CompressOptions, log: Callable[[str], None] = log_stderr, ver
         if opts.calibration_samples < 1:
             raise InputError(f"--calibration-samples must be at least 1, got {opts.calibration_samples}")
         recipe = recipe.replace(convert=dataclasses.replace(recipe.convert, calibration_samples=opts.calibration_samples))
+    if opts.target_oos_recall is not None:
+        try:
+            recipe = recipe.replace(oos=dataclasses.replace(recipe.oos, target_recall=opts.target_oos_recall))
+        except InputError as exc:
+            raise InputError(f"--target-oos-recall: {str(exc).split(': ', 1)[-1]}") from None
     recipe = recipe.replace(stages=stages)
     opts = dataclasses.replace(opts, self_teacher=self_teacher)
     if teacher is not None and teacher.kind == "logits" and opts.eval is None:
@@ -315,8 +322,12 @@ def _compress_text(opts, recipe, teacher, model_is_file, cache_dir, skipped, not
     _check_eval_labels(ev.labels, label_names, opts.eval or opts.train, log)
     calibration_texts = load_texts(opts.calibration, opts.text_column) if opts.calibration is not None else None
     val = ev.take(stratified_sample(ev.labels, VAL_ROWS, recipe.seed)) if len(ev) > VAL_ROWS else ev
+    oos_label = opts.oos_label or OOS_LABEL
+    if opts.oos_label is not None and oos_label not in label_names:
+        raise InputError(f"--oos-label {oos_label!r}: no such label in {opts.train} (labels: {', '.join(label_names[:8])}"
+                         f"{', ...' if len(label_names) > 8 else ''})")
     dataset = TextDataset(train, val, ev, tuple(label_names),
-                          oos_label=OOS_LABEL if OOS_LABEL in label_names else None, name=opts.train.stem)
+                          oos_label=oos_label if oos_label in label_names else None, name=opts.train.stem)
     log(f"data: {len(train)} train rows, {len(ev)} eval rows, {len(label_names)} labels")
     _check_logits_file(recipe, len(train), len(label_names))
 

@@ -134,6 +134,43 @@ class DistillConfig:
     augment_copies: int = 1
     augment_word_dropout: float = 0.15
     augment_swap_probability: float = 0.5
+    # "dropout": word dropout + one adjacent swap; "tang": Tang et al. 2019 (drop p=0.1, same-kind
+    # word replacement p=0.1, n-gram sampling p=0.25; distill.tang_augment_texts).
+    augment_style: str = "dropout"
+
+    def __post_init__(self):
+        if self.augment_style not in AUGMENT_STYLES:
+            raise InputError(f"distill.augment_style: expected one of {', '.join(AUGMENT_STYLES)}, got {self.augment_style!r}")
+        if self.augment_copies < 0:
+            raise InputError(f"distill.augment_copies: expected 0 or more, got {self.augment_copies!r}")
+
+
+AUGMENT_STYLES = ("dropout", "tang")
+
+
+@dataclasses.dataclass(frozen=True)
+class OOSConfig:
+    """Out-of-scope handling, when the data names an out-of-scope label.
+
+    The rule shipped in model_info.json (`oos_rule`): a max-softmax threshold chosen on the
+    validation split, maximising accuracy with out-of-scope as its own class, or the lowest one
+    reaching `target_recall` on val. Extra out-of-scope training examples, labelled with the oos
+    label for teacher head and student: `chitchat_negatives` open-domain utterances (PyPI
+    `chitchat-dataset`) and `mix_negatives` synthetic outliers (halves of two train texts of
+    different labels joined).
+    """
+
+    calibrate: bool = True
+    target_recall: float | None = None
+    chitchat_negatives: int = 0
+    mix_negatives: int = 0
+
+    def __post_init__(self):
+        if self.target_recall is not None and not 0.0 < self.target_recall <= 1.0:
+            raise InputError(f"oos.target_recall: expected a number in (0, 1], got {self.target_recall!r}")
+        for key in ("chitchat_negatives", "mix_negatives"):
+            if getattr(self, key) < 0:
+                raise InputError(f"oos.{key}: expected 0 or more, got {getattr(self, key)!r}")
 
     def __post_init__(self):
         _fraction(self, "alpha", closed=True)
@@ -225,6 +262,7 @@ class Recipe:
     qat: QATConfig = QATConfig()
     convert: ConvertConfig = ConvertConfig()
     stages: Stages = Stages()
+    oos: OOSConfig = OOSConfig()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -126,20 +126,22 @@ def _pick(columns: Sequence[str], wanted: str | None, defaults: Sequence[str], w
 
 
 def load_text_file(
-    path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None
+    path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None,
+    clinc_split: str = "test",
 ) -> TextSplit:
-    """Labelled texts from CSV, TSV, JSONL or a CLINC-style JSON (its `test` + `oos_test`)."""
+    """Labelled texts from CSV, TSV, JSONL or a CLINC-style JSON (its `test` + `oos_test`, or
+    another `clinc_split`: `val` + `oos_val`, ...)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: data file not found")
     suffix = path.suffix.lower()
     if suffix == ".json":
         obj = _read_json(path)
-        if isinstance(obj, dict) and "test" in obj:
-            ins = _pairs(obj, "test", path)
-            oos = _pairs(obj, "oos_test", path) if "oos_test" in obj else TextSplit((), ())
+        if isinstance(obj, dict) and clinc_split in obj:
+            ins = _pairs(obj, clinc_split, path)
+            oos = _pairs(obj, f"oos_{clinc_split}", path) if f"oos_{clinc_split}" in obj else TextSplit((), ())
             return TextSplit(ins.texts + oos.texts, ins.labels + oos.labels)
-        raise InputError(f"{path}: JSON data must be CLINC-style (keys test/oos_test); use JSONL for rows")
+        raise InputError(f"{path}: JSON data must be CLINC-style (keys {clinc_split}/oos_{clinc_split}); use JSONL for rows")
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -344,3 +346,76 @@ def calibration_texts(path: str | os.PathLike, n: int, seed: int = 0) -> tuple[s
     rng = np.random.default_rng(seed)
     idx = sorted(rng.permutation(len(texts))[:n])
     return tuple(texts[i] for i in idx)
+
+
+CHITCHAT_PACKAGE = "chitchat_dataset"
+CHITCHAT_INSTALL = "pip install chitchat-dataset==0.9.0"
+
+
+def chitchat_texts(count: int, seed: int = 0, min_words: int = 3, max_words: int = 20,
+                   exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    """`count` open-domain utterances of the Chit-Chat dataset (PyPI `chitchat-dataset`, MIT),
+    for use as extra out-of-scope examples: one message each, `min_words`..`max_words` words,
+    deduplicated (case-insensitively, and against `exclude`), sampled with `seed`."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec(CHITCHAT_PACKAGE)
+    path = Path(list(spec.submodule_search_locations)[0]) / "dataset.json" if spec and spec.submodule_search_locations else None
+    if path is None or not path.is_file():
+        raise InputError(f"out-of-scope negatives from Chit-Chat need the package chitchat-dataset; "
+                         f"install it with: {CHITCHAT_INSTALL}")
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    seen = {t.lower().strip() for t in exclude}
+    pool = []
+    for conv_id in sorted(obj):
+        for turn in obj[conv_id].get("messages", []):
+            for msg in turn:
+                text = re.sub(r"\s+", " ", str(msg.get("text", ""))).strip()
+                key = text.lower()
+                if min_words <= len(text.split()) <= max_words and key not in seen:
+                    seen.add(key)
+                    pool.append(text)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
+    return tuple(pool[i] for i in sorted(pick))
+
+
+def mix_texts(texts: Sequence[str], labels: Sequence[str], count: int, seed: int = 0,
+              skip_label: str | None = None) -> tuple[str, ...]:
+    """`count` synthetic outliers: the first half of one text joined to the second half of a
+    text from a different label (Zhan et al. 2021 mix texts of different intents and label them
+    out-of-scope). Texts labelled `skip_label` are not used."""
+    idx = [i for i, lab in enumerate(labels) if lab != skip_label]
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count and len(idx) > 1:
+        a, b = (idx[int(j)] for j in rng.integers(0, len(idx), 2))
+        if labels[a] == labels[b]:
+            continue
+        wa, wb = texts[a].split(), texts[b].split()
+        out.append(" ".join(wa[: max(1, len(wa) // 2)] + wb[len(wb) // 2:]))
+    return tuple(out)
+
+
+def add_oos_negatives(dataset: TextDataset, config, seed: int = 0) -> tuple[TextDataset, dict]:
+    """The dataset with extra out-of-scope train examples (`config`: an `OOSConfig`), labelled
+    `dataset.oos_label`: Chit-Chat utterances and synthetic mixes of train texts. Unchanged (and
+    an empty dict) when the data has no out-of-scope label or the config asks for none."""
+    oos = dataset.oos_label
+    if oos is None or oos not in dataset.label_names or not (config.chitchat_negatives or config.mix_negatives):
+        return dataset, {}
+    tr = dataset.train
+    extra: tuple[str, ...] = ()
+    counts = {}
+    if config.chitchat_negatives:
+        chat = chitchat_texts(config.chitchat_negatives, seed=seed,
+                              exclude=tr.texts + dataset.val.texts + dataset.test.texts)
+        extra += chat
+        counts["chitchat"] = len(chat)
+    if config.mix_negatives:
+        mixes = mix_texts(tr.texts, tr.labels, config.mix_negatives, seed=seed, skip_label=oos)
+        extra += mixes
+        counts["mix"] = len(mixes)
+    train = TextSplit(tr.texts + extra, tr.labels + (oos,) * len(extra))
+    return dataclasses.replace(dataset, train=train), counts

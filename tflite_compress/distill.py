@@ -168,3 +168,57 @@ def augment_texts(texts, copies: int, word_dropout: float = 0.15, swap_probabili
                 kept[i], kept[i + 1] = kept[i + 1], kept[i]
             out.append(" ".join(kept))
     return out
+
+
+_FUNCTION_WORDS = frozenset(
+    "a an the to of in on at for from by with and or but is are was were be been am do does did i me my you your "
+    "we our us he she it its they them their this that these those what which who how when where why can could "
+    "will would should shall may might must not no please".split())
+
+
+def _word_kind(word: str) -> str:
+    w = word.lower()
+    if any(ch.isdigit() for ch in w):
+        return "number"
+    return "function" if w in _FUNCTION_WORDS else "content"
+
+
+def tang_augment_texts(texts, copies: int, mask_probability: float = 0.1, replace_probability: float = 0.1,
+                       ngram_probability: float = 0.25, seed: int = 0) -> list[str]:
+    """`copies` variants of each text in the style of Tang et al. 2019 (distilling BERT into small
+    students): each word is dropped with `mask_probability` (our tokenizers have no mask token)
+    or replaced with `replace_probability` by a random corpus word of the same kind (number,
+    function word, content word; a stand-in for their part-of-speech tags); then, with
+    `ngram_probability`, only a random 1-5 word n-gram of the result is kept. Deterministic."""
+    rng = np.random.default_rng(seed)
+    pools: dict[str, list[str]] = {}
+    for text in texts:
+        for w in text.split():
+            pools.setdefault(_word_kind(w), []).append(w)
+    out = []
+    for _ in range(copies):
+        for text in texts:
+            words = []
+            for w in text.split():
+                r = rng.random()
+                if r < mask_probability:
+                    continue
+                if r < mask_probability + replace_probability:
+                    pool = pools[_word_kind(w)]
+                    w = pool[int(rng.integers(0, len(pool)))]
+                words.append(w)
+            words = words or text.split()[:1]
+            if len(words) > 1 and rng.random() < ngram_probability:
+                n = int(rng.integers(1, min(5, len(words)) + 1))
+                start = int(rng.integers(0, len(words) - n + 1))
+                words = words[start:start + n]
+            out.append(" ".join(words))
+    return out
+
+
+def augmented_copies(texts, config: DistillConfig, seed: int = 0) -> list[str]:
+    """`config.augment_copies` teacher-labelled variants of each text, in `config.augment_style`."""
+    if config.augment_style == "tang":
+        return tang_augment_texts(texts, config.augment_copies, seed=seed)
+    return augment_texts(texts, config.augment_copies, config.augment_word_dropout,
+                         config.augment_swap_probability, seed=seed)

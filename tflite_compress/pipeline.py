@@ -79,6 +79,7 @@ class ClassifierState(PipelineState):
     out_dir: Path
     work_dir: Path
     tokenizer: WordPieceTokenizer | None = None
+    vocab_texts: tuple[str, ...] | None = None  # the task's own train texts (not extra negatives)
     x: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     y: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     targets: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
@@ -121,8 +122,10 @@ def _count_params(model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-def model_info(content_model, recipe: Recipe, label_names, oos_label: str | None, text: bool = True) -> dict:
-    """`model_info.json`: what an app needs to feed the file and read its output."""
+def model_info(content_model, recipe: Recipe, label_names, oos_label: str | None, text: bool = True,
+               oos_rule=None) -> dict:
+    """`model_info.json`: what an app needs to feed the file and read its output; `oos_rule` (an
+    `OOSRule`) when one was calibrated."""
     from .runtime import inspect_model
 
     ins = inspect_model(content_model)
@@ -139,16 +142,36 @@ def model_info(content_model, recipe: Recipe, label_names, oos_label: str | None
     }
     if text:
         info.update(sequence_length=recipe.tokenizer.sequence_length, tokenizer=recipe.tokenizer.to_info())
+    if oos_rule is not None:
+        info["oos_rule"] = oos_rule.to_info()
     return info
+
+
+def _oos_figures(recipe: Recipe, val_logits, y_val, test_logits, y_test, label_names, oos_label) -> dict:
+    """{"oos": report} for one model's logits (the threshold chosen on val, both schemes on test);
+    {} when the recipe or the data has no out-of-scope calibration."""
+    from .oos import evaluate_oos
+
+    if not recipe.oos.calibrate or not oos_label:
+        return {}
+    _, rep = evaluate_oos(val_logits, y_val, test_logits, y_test, label_names, oos_label, recipe.oos.target_recall)
+    return {"oos": rep} if rep else {}
 
 
 # ---------------------------------------------------------------- the stages
 
 
 def data_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
-    """Label ids of every split (texts stay texts until the tokenizer stage)."""
+    """Label ids of every split (texts stay texts until the tokenizer stage); extra out-of-scope
+    train examples when the recipe asks for them (`oos.chitchat_negatives`, `oos.mix_negatives`)."""
+    from .data import add_oos_negatives
+
     ds = state.dataset
+    negatives: dict = {}
     if state.is_text:
+        state = state.replace(vocab_texts=ds.train.texts)
+        ds, negatives = add_oos_negatives(ds, state.recipe.oos, state.recipe.seed)
+        state = state.replace(dataset=ds)
         y = {s: getattr(ds, s).label_ids(ds.label_names, f"{s} split") for s in SPLITS}
         what = "texts"
     else:
@@ -157,6 +180,9 @@ def data_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     sizes = {s: len(getattr(ds, s)) for s in SPLITS}
     log.step(f"data: {ds.name}, {sizes['train']} train / {sizes['val']} val / {sizes['test']} test {what}, "
              f"{len(ds.label_names)} labels" + (f" (out-of-scope: {ds.oos_label!r})" if ds.oos_label else ""))
+    if negatives:
+        log.detail(f"extra out-of-scope train examples: {negatives}")
+        state = state.record("oos_negatives", negatives)
     return state.record("data", {"name": ds.name, "kind": "text" if state.is_text else "arrays", "rows": sizes,
                                  "labels": len(ds.label_names), "oos_label": ds.oos_label}, y=y)
 
@@ -168,8 +194,9 @@ def tokenizer_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         log.step("tokenizer: none (array inputs go to the model as they are)")
         return state.replace(x={s: getattr(ds, s).x for s in SPLITS})
     if state.inputs.vocab is None:
-        vocab = learn_vocabulary(ds.train.texts, cfg)
-        log.step(f"tokenizer: learned a {len(vocab)}-piece WordPiece vocabulary on {len(ds.train)} texts "
+        vocab_texts = state.vocab_texts or ds.train.texts  # the task's own texts, not extra negatives
+        vocab = learn_vocabulary(vocab_texts, cfg)
+        log.step(f"tokenizer: learned a {len(vocab)}-piece WordPiece vocabulary on {len(vocab_texts)} texts "
                  f"(at most {cfg.vocabulary_size})")
     else:
         vocab = list(state.inputs.vocab)
@@ -203,9 +230,7 @@ def teacher_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     if state.is_text:
         texts = {s: getattr(ds, s).texts for s in SPLITS}
         if recipe.distill.augment_copies > 0:
-            texts["augmented"] = tuple(distill.augment_texts(
-                ds.train.texts, recipe.distill.augment_copies, recipe.distill.augment_word_dropout,
-                recipe.distill.augment_swap_probability, seed=recipe.seed))
+            texts["augmented"] = tuple(distill.augmented_copies(ds.train.texts, recipe.distill, seed=recipe.seed))
             x["augmented"] = state.tokenizer.encode_batch(texts["augmented"])
     elif recipe.teacher.kind in ("minilm", "preset"):
         raise InputError(f"teacher kind {recipe.teacher.kind!r} reads text; the data are arrays")
@@ -214,8 +239,11 @@ def teacher_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     t_split = "test" if "test" in outs.logits else "train"  # precomputed logits cover train only
     tm = classification_metrics(y[t_split], outs.logits[t_split].argmax(1), ds.label_names, ds.oos_label)
     tm.pop("most_confused", None)
+    oos_figures = (_oos_figures(recipe, outs.logits["val"], y["val"], outs.logits["test"], y["test"], ds.label_names,
+                                ds.oos_label) if t_split == "test" and "val" in outs.logits else {})
     state = state.record("teacher", {"description": outs.description, "parameters": outs.parameters,
-                                     "cache_hit": outs.cache_hit, "cache_key": outs.cache_key, t_split: tm})
+                                     "cache_hit": outs.cache_hit, "cache_key": outs.cache_key, t_split: tm,
+                                     **oos_figures})
     log.detail(f"teacher: {outs.description}, {outs.parameters:,} parameters, "
                f"{t_split} {_fmt_acc(tm)}{' (cached)' if outs.cache_hit else ''}")
     targets = {s: distill.pack_targets(y[s], outs.logits.get(s), num_labels) for s in ("train", "val")}
@@ -258,7 +286,11 @@ def student_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         distill_fit(student, recipe, state.x, state.targets, state.alpha, state.teacher_features, log, state.verbose)
     fm, pred = state.test_metrics(student)
     log.detail(f"float student: test {_fmt_acc(fm)}")
-    return state.record("float", {"parameters": _count_params(student), "test": fm}, model=student, float_pred=pred)
+    oos_figures = _oos_figures(recipe, student.predict(state.x["val"], batch_size=512, verbose=0), state.y["val"],
+                               student.predict(state.x["test"], batch_size=512, verbose=0), state.y["test"],
+                               state.label_names, state.dataset.oos_label)
+    return state.record("float", {"parameters": _count_params(student), "test": fm, **oos_figures}, model=student,
+                        float_pred=pred)
 
 
 def prune_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
@@ -344,8 +376,16 @@ def validate_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     if state.tokenizer is not None:
         state.tokenizer.save(work / "vocab.txt")
     atomic_write_text(work / "labels.txt", "\n".join(ds.label_names) + "\n")
-    atomic_write_json(work / "model_info.json",
-                      model_info(TFLiteModel(content), recipe, ds.label_names, ds.oos_label, text=state.is_text))
+    rule = rule_calibration = None
+    names, oos_label = list(ds.label_names), ds.oos_label
+    if recipe.oos.calibrate and oos_label and np.any(state.y["val"] == names.index(oos_label)):
+        # The shipped rule: its threshold chosen on the INT8 file's own val logits.
+        from .oos import calibrate_rule
+
+        rule, rule_calibration = calibrate_rule(TFLiteModel(content).predict(state.x["val"]), state.y["val"], names,
+                                                oos_label, recipe.oos.target_recall)
+    atomic_write_json(work / "model_info.json", model_info(TFLiteModel(content), recipe, names, oos_label,
+                                                          text=state.is_text, oos_rule=rule))
     atomic_write_json(work / "recipe.json", recipe.to_dict())
 
     log.step(f"validate: LiteRT interpreter on the {'test split' if state.is_text else 'eval data'}")
@@ -359,7 +399,17 @@ def validate_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     metrics = dict(ev["metrics"])
     ins = inspect_model(bundle.model)
     sp = weight_sparsity(bundle.model)
+    oos_report = {}
+    if rule is not None:
+        from .oos import log_rule
+        from .runtime.oos_rule import OOSRule, rule_report
+
+        shipped = OOSRule.from_info(bundle.info["oos_rule"])  # as the harness reads it back
+        oos_report = {"oos": {**rule_report(ev["scores"], state.y["test"], names, oos_label, shipped),
+                              "calibration": rule_calibration}}
+        log_rule(shipped, oos_report["oos"], log)
     return state.record("int8", {
+        **oos_report,
         "test": metrics,
         "agreement_with_float": float(np.mean(ev["predictions"] == state.float_pred)),
         **file_stats(content),
@@ -498,6 +548,15 @@ def _summarise(stages: dict, timings: dict, recipe: Recipe, dataset: Dataset, si
         "gzip_bytes": stages["int8"]["gzip_bytes"],
         "integer_only": not stages["int8"]["float_ops"],
     }
+    for name in ("float", "int8"):  # both schemes: arg-max above, the val-chosen oos rule here
+        o = stages[name].get("oos")
+        if o and "rule" in o:
+            summary.update({f"{name}_{k}_rule": o["rule"][k] for k in
+                            ("accuracy_in_scope", "recall_out_of_scope", "precision_out_of_scope")})
+            summary[f"{name}_precision_out_of_scope"] = o["argmax"]["precision_out_of_scope"]
+            summary[f"{name}_auroc_max_softmax"] = o["auroc_max_softmax"]
+    if "oos" in stages["int8"]:
+        summary["oos_rule"] = {k: stages["int8"]["oos"]["rule"][k] for k in ("score", "threshold", "label")}
     if "input" in stages:
         summary["input_" + key] = stages["input"]["test"][key]
         summary["drop_points_vs_input"] = 100 * (stages["input"]["test"][key] - stages["int8"]["test"][key])
@@ -515,7 +574,19 @@ def format_table(report: dict) -> str:
     """The terminal table of a report: one row per stage."""
     st = report["stages"]
     key = report["summary"]["metric"]
-    rows = [("stage", "in-scope acc" if key == "accuracy_in_scope" else "accuracy", "oos recall", "size", "notes")]
+    rule = key == "accuracy_in_scope" and "oos" in st["int8"]
+    rows = [("stage", "in-scope acc" if key == "accuracy_in_scope" else "accuracy", "oos recall")
+            + (("in-scope (rule)", "oos recall (rule)", "oos prec (rule)", "threshold") if rule else ())
+            + ("size", "notes")]
+
+    def rule_cols(stage: dict) -> tuple:
+        if not rule:
+            return ()
+        r = (stage.get("oos") or {}).get("rule")
+        if r is None:
+            return ("-",) * 4
+        return (f"{100 * r['accuracy_in_scope']:.2f}%", f"{100 * r['recall_out_of_scope']:.1f}%",
+                f"{100 * r['precision_out_of_scope']:.1f}%", f"{r['threshold']:.3f}")
 
     def acc(m):
         return f"{100 * m[key]:.2f}%"
@@ -526,22 +597,22 @@ def format_table(report: dict) -> str:
     if "teacher" in st:
         t = st["teacher"]
         tt = t.get("test") or t["train"]
-        rows.append(("teacher", acc(tt), oos(tt), f"{4 * t['parameters'] / 1e6:.1f} MB f32",
+        rows.append(("teacher", acc(tt), oos(tt), *rule_cols(t), f"{4 * t['parameters'] / 1e6:.1f} MB f32",
                      f"{t['parameters']:,} params{', cached' if t['cache_hit'] else ''}{'' if 'test' in t else ', train split'}"))
     if "input" in st:
-        rows.append(("input model", acc(st["input"]["test"]), oos(st["input"]["test"]),
+        rows.append(("input model", acc(st["input"]["test"]), oos(st["input"]["test"]), *rule_cols({}),
                      f"{4 * st['input']['parameters'] / 1e3:.0f} KB f32", f"{st['input']['parameters']:,} params"))
     f = st["float"]
-    rows.append(("float student", acc(f["test"]), oos(f["test"]), f"{4 * f['parameters'] / 1e3:.0f} KB f32", f"{f['parameters']:,} params"))
+    rows.append(("float student", acc(f["test"]), oos(f["test"]), *rule_cols(f), f"{4 * f['parameters'] / 1e3:.0f} KB f32", f"{f['parameters']:,} params"))
     if "pruned" in st:
         p = st["pruned"]
-        rows.append(("pruned", acc(p["test"]), oos(p["test"]), "-", f"sparsity {100 * p['sparsity']:.1f}%"))
+        rows.append(("pruned", acc(p["test"]), oos(p["test"]), *rule_cols(p), "-", f"sparsity {100 * p['sparsity']:.1f}%"))
     if "qat" in st:
         q = st["qat"]
-        rows.append(("QAT", acc(q["test"]), oos(q["test"]), "-", "fake-quant, Keras"))
+        rows.append(("QAT", acc(q["test"]), oos(q["test"]), *rule_cols(q), "-", "fake-quant, Keras"))
     i = st["int8"]
     lat = i["latency"]
-    rows.append(("INT8 .tflite", acc(i["test"]), oos(i["test"]),
+    rows.append(("INT8 .tflite", acc(i["test"]), oos(i["test"]), *rule_cols(i),
                  f"{i['size_bytes'] / 1024:.0f} KB ({i['gzip_bytes'] / 1024:.0f} KB gz)",
                  f"agree {100 * i['agreement_with_float']:.1f}%, sparsity {100 * i['weight_sparsity']:.1f}%, "
                  f"p50 {lat['invoke_us_p50']:.0f} us invoke"
@@ -551,6 +622,10 @@ def format_table(report: dict) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     s = report["summary"]
     tail = [f"integer-only: {'yes' if s['integer_only'] else 'NO'}; drop vs float: {s['drop_points']:.2f} points"]
+    if "oos_rule" in s:
+        r = s["oos_rule"]
+        tail.append(f"oos rule (model_info.json): {r['score']} < {r['threshold']:.4f} -> {r['label']!r}, chosen on val "
+                    f"({st['int8']['oos']['calibration']['scheme']}); rule columns: each model's own val-chosen threshold")
     if "size_ratio_teacher_to_student" in s:
         tail.append(f"teacher/student size ratio: {s['size_ratio_teacher_to_student']:.0f}x")
     return "\n".join(lines + [""] + tail)

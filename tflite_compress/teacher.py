@@ -289,6 +289,63 @@ def _keras_teacher_name(path: Path) -> str:
     return f"SavedModel {path.name}" if path.is_dir() else f"Keras model {path.name}"
 
 
+def teacher_features(config: TeacherConfig, splits: dict[str, Sequence[str]], cache: FeatureCache,
+                     train_labels: np.ndarray | None = None, num_labels: int = 0,
+                     log: Callable[[str], None] = print) -> tuple[dict[str, np.ndarray], int, bool]:
+    """(Used by benchmarks/oos_sweep.py; the pipeline caches all splits under one key, as the Beam
+    writer does.) Pooled encoder features of each named text set ("minilm"/"preset" teachers), cached one
+    file per text set (keyed by encoder, settings and that set's texts), so runs that add or change
+    one set (extra negatives, other augmented copies) recompute only that one.
+    Returns (features by name, encoder parameters, True when every set came from the cache)."""
+    model_dir = minilm_dir() if config.kind == "minilm" else preset_dir(config.model_path)
+    labels_hash = (hashlib.sha256(np.asarray(train_labels, np.int64).tobytes()).hexdigest()
+                   if config.fine_tune and train_labels is not None else None)
+    src = {"teacher": config.kind + ":" + _hash_file_meta(model_dir),
+           "tokenizer": {"sequence_length": config.sequence_length, "vocab": _hash_file_meta(model_dir / "vocab.txt") if (model_dir / "vocab.txt").is_file() else None},
+           "fine_tune": [config.fine_tune, config.fine_tune_epochs, config.fine_tune_learning_rate, labels_hash]}
+    prefix = "features-" + hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()[:8] + "-"
+    feats: dict[str, np.ndarray] = {}
+    params = 22_713_216  # all-MiniLM-L6-v2's encoder; read from the model when it is loaded
+    missing = []
+    for name, texts in splits.items():
+        key = prefix + _hash_texts(texts)[:16]
+        got = cache.load(key)
+        if got is None or "features" not in got:
+            missing.append((name, key))
+        else:
+            feats[name] = got["features"]
+            params = int(got.get("parameters", params))
+    if not missing:
+        log(f"teacher: reusing cached features of {', '.join(splits)} ({cache.directory})")
+        return feats, params, True
+    # Texts already encoded in any cached set of this encoder are reused one by one.
+    known: dict[bytes, np.ndarray] = {}
+    for path in sorted(cache.directory.glob(prefix + "*.npz")) if cache.directory.is_dir() else []:
+        got = cache.load(path.stem)
+        if got and "text_hashes" in got and "features" in got:
+            known.update(zip((bytes(h) for h in got["text_hashes"]), got["features"]))
+    teacher = None
+    for name, key in missing:
+        texts = list(splits[name])
+        hashes = [hashlib.sha1(t.encode("utf-8")).digest() for t in texts]
+        todo = [i for i, h in enumerate(hashes) if h not in known]
+        if todo:
+            log(f"teacher: computing encoder features for {len(todo)} of the {len(texts)} {name} texts (cache miss)")
+            if teacher is None:
+                teacher = MiniLMTeacher(config) if config.kind == "minilm" else PresetTeacher(config, model_dir)
+                params = teacher.parameters
+                if config.fine_tune:
+                    teacher.fine_tune(splits["train"], train_labels, num_labels)
+            new = teacher.features([texts[i] for i in todo]).astype(np.float32)
+            known.update(zip((hashes[i] for i in todo), new))
+        else:
+            log(f"teacher: {name} texts all encoded in earlier cached sets")
+        feats[name] = np.stack([known[h] for h in hashes]).astype(np.float32) if texts else np.zeros((0, 384), np.float32)
+        cache.save(key, {"features": feats[name], "parameters": np.array(params),
+                         "text_hashes": np.frombuffer(b"".join(hashes), np.uint8).reshape(len(hashes), 20)})
+    return feats, params, False
+
+
 def teacher_outputs(
     config: TeacherConfig,
     splits: dict[str, Sequence[str]],

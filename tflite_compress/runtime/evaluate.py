@@ -33,6 +33,18 @@ class ModelBundle:
     def oos_label(self) -> str | None:
         return self.info.get("oos_label")
 
+    @property
+    def oos_rule(self):
+        """The out-of-scope rule of model_info.json (`OOSRule`), or None when it has none."""
+        from .oos_rule import OOSRule
+
+        if "oos_rule" not in self.info:
+            return None
+        rule = OOSRule.from_info(self.info["oos_rule"], "model_info.json")
+        if self.labels and rule.label not in self.labels:
+            raise InputError(f"model_info.json: oos_rule.label {rule.label!r} is not one of the labels")
+        return rule
+
 
 def load_bundle(model_path: str | os.PathLike, options: RuntimeOptions = RuntimeOptions(), trust_model: bool = True,
                 probe_timeout_s: float | None = None) -> ModelBundle:

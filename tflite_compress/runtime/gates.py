@@ -103,6 +103,11 @@ def run_eval(model: Path, data_path: Path, text_column: str | None = None, label
     if predictions_path is not None:
         write_predictions(predictions_path, prediction_rows(scores, names, y, list(x_raw) if kind == "text" else None))
         report["predictions"] = str(predictions_path)
+    if oos is not None and oos in names and np.any(y == names.index(oos)):
+        # Both schemes: arg-max (above) and the model's shipped oos rule, when it has one.
+        from .oos_rule import rule_report
+
+        report["oos"] = rule_report(scores, y, names, oos, bundle.oos_rule)
     passed = True
     gate: dict = {}
     if baseline is not None:
@@ -166,6 +171,14 @@ def format_eval(r: dict) -> str:
         if "baseline" in r:
             line += f"{r['baseline'][k]:>10.4f}"
         lines.append(line)
+    if "oos" in r:
+        o = r["oos"]
+        rule = o.get("rule")
+        lines.append(f"  {'out-of-scope':<22}{'arg-max':>10}" + (f"{'rule':>10}   (rule: {rule['score']} < "
+                                                               f"{rule['threshold']:.4f} -> {rule['label']!r})" if rule else ""))
+        for k in ("accuracy_in_scope", "recall_out_of_scope", "precision_out_of_scope"):
+            lines.append(f"  {k:<22}{o['argmax'][k]:>10.4f}" + (f"{rule[k]:>10.4f}" if rule else ""))
+        lines.append(f"  {'auroc (max softmax)':<22}{o['auroc_max_softmax']:>10.4f}")
     if "baseline" in r:
         lines.append(f"  {'drop (' + r['metric'] + ')':<22}{r['drop']:>10.4f}")
         lines.append(f"  {'top-1 agreement':<22}{r['agreement_with_baseline']:>10.4f}")

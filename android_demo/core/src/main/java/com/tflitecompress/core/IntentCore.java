@@ -57,6 +57,9 @@ public final class IntentCore {
         this.tokenizer = tokenizer;
         this.labels = labels;
         this.outputQuantization = info.output.quantization();
+        if (info.oosRule != null && labels.index(info.oosRule.label) < 0) {
+            throw new IllegalArgumentException("oos_rule.label " + info.oosRule.label + " is not one of the labels");
+        }
     }
 
     /** Reads model_info.json, then the vocab and labels files it names; errors name the file. */
@@ -102,6 +105,34 @@ public final class IntentCore {
     /** A buffer for the model's output: shape [1, num_labels], int8. */
     public byte[][] newOutput() {
         return new byte[1][info.numLabels];
+    }
+
+    /** The answer for one raw int8 output row: the top intent, or the rule's label when it rejects. */
+    public static final class Decision {
+        public final int index;
+        public final String label;
+        public final double maxProbability;
+        /** True when the top intent was replaced by the out-of-scope rule's label. */
+        public final boolean rejected;
+
+        Decision(int index, String label, double maxProbability, boolean rejected) {
+            this.index = index;
+            this.label = label;
+            this.maxProbability = maxProbability;
+            this.rejected = rejected;
+        }
+    }
+
+    /** Arg-max, then the model's out-of-scope rule (model_info.json "oos_rule") when it has one. */
+    public Decision decide(byte[] raw) {
+        float[] logits = outputQuantization.dequantize(raw);
+        int top = TopK.indices(logits, 1)[0];
+        double p = OOSRule.maxSoftmax(logits);
+        if (info.oosRule != null && p < info.oosRule.threshold) {
+            int oos = labels.index(info.oosRule.label);
+            return new Decision(oos, info.oosRule.label, p, true);
+        }
+        return new Decision(top, labels.name(top), p, false);
     }
 
     /** The k best intents of one raw int8 output row, best first. */

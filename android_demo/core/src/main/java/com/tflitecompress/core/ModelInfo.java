@@ -55,6 +55,8 @@ public final class ModelInfo {
     public final Tensor input;
     public final Tensor output;
     public final TokenizerConfig tokenizer;
+    /** The shipped out-of-scope rule, or null when model_info.json has none. */
+    public final OOSRule oosRule;
 
     private ModelInfo(Map<String, Object> m) {
         schemaVersion = JsonValues.requiredInteger(m, "schema_version");
@@ -85,6 +87,7 @@ public final class ModelInfo {
             throw new IllegalArgumentException("output dtype must be int8, got " + output.dtype);
         }
         output.quantization(); // checks scale > 0 and the zero point's range
+        oosRule = m.get("oos_rule") == null ? null : OOSRule.fromInfo(JsonValues.object(m, "oos_rule"));
         if (input.lastDim() != sequenceLength || tokenizer.sequenceLength != sequenceLength) {
             throw new IllegalArgumentException("sequence_length " + sequenceLength + " disagrees with the input shape "
                     + java.util.Arrays.toString(input.shape) + " or tokenizer.sequence_length " + tokenizer.sequenceLength);

@@ -94,6 +94,40 @@ class GoldenTokenizerTest {
 
     @Test
     @SuppressWarnings("unchecked")
+    void outOfScopeRuleDecidesAsPythonOnEveryRuleRow() {
+        Map<String, Object> rule = (Map<String, Object>) golden.get("oos_rule");
+        if (rule == null) {
+            assertEquals(null, core.info.oosRule, "model_info.json has an oos_rule but the golden file has none");
+            return;
+        }
+        assertEquals(((Number) rule.get("threshold")).doubleValue(), core.info.oosRule.threshold);
+        assertEquals(rule.get("label"), core.info.oosRule.label);
+        List<Object> rows = (List<Object>) golden.get("rule_outputs");
+        List<Object> cases = (List<Object>) golden.get("cases");
+        int outOfScope = 0;
+        int rejected = 0;
+        for (Object o : rows) {
+            Map<String, Object> r = (Map<String, Object>) o;
+            int[] q = GoldenFiles.ints(r.get("int8"));
+            byte[] raw = new byte[q.length];
+            for (int i = 0; i < q.length; i++) {
+                raw[i] = (byte) q[i];
+            }
+            IntentCore.Decision d = core.decide(raw);
+            String where = "rule row " + r.get("id");
+            assertEquals(((Number) r.get("max_softmax")).doubleValue(), d.maxProbability, 1e-12, where);
+            assertEquals(r.get("label_rule"), d.label, where);
+            Map<String, Object> c = (Map<String, Object>) cases.get(((Long) r.get("id")).intValue());
+            assertEquals(c.get("label_rule"), d.label, where);
+            outOfScope += core.info.oosRule.label.equals(c.get("true_label")) ? 1 : 0;
+            rejected += d.rejected ? 1 : 0;
+        }
+        assertTrue(outOfScope >= 30, "only " + outOfScope + " out-of-scope cases among the rule rows");
+        assertTrue(rejected > 0, "the rule rejected none of the rule rows");
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
     void rawOutputsDequantizeAndRankBitForBit() {
         List<Object> rows = (List<Object>) golden.get("raw_outputs");
         assertTrue(rows.size() >= 3);

@@ -1,0 +1,165 @@
+"""Out-of-scope experiments on CLINC150, one change at a time, on cached teacher features.
+
+    python benchmarks/oos_sweep.py features            # MiniLM features of every text set (cached)
+    python benchmarks/oos_sweep.py teacher             # teacher heads: each extra-data source, val-chosen rule
+    python benchmarks/oos_sweep.py student NAME...     # the demo pipeline with one change -> runs/oos-NAME
+    python benchmarks/oos_sweep.py student --quick NAME  # float + PTQ INT8 only, no augmentation (cheap)
+    python benchmarks/oos_sweep.py rule-on MODEL       # calibrate a rule on val for an existing INT8 file
+    python benchmarks/oos_sweep.py table               # float and INT8 figures of every runs/oos-NAME
+
+Every figure is on CLINC150 test; the threshold of the rule is chosen on val (oos.calibrate_rule).
+Features are cached under runs/cache/ (one .npz per text set, keyed by its texts), as the demo caches them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CACHE = ROOT / "runs" / "cache"  # the demo's teacher cache: a later `demo` reuses these features
+
+from tflite_compress.data import OOS_LABEL, chitchat_texts, load_clinc150, mix_texts  # noqa: E402
+
+
+def text_sets(ds) -> dict[str, tuple[str, ...]]:
+    from tflite_compress import distill
+
+    return {
+        "train": ds.train.texts, "val": ds.val.texts, "test": ds.test.texts,
+        "chitchat": chitchat_texts(5000, seed=0, exclude=ds.train.texts + ds.val.texts + ds.test.texts),
+        "mix": mix_texts(ds.train.texts, ds.train.labels, 3000, seed=0, skip_label=OOS_LABEL),
+        "augmented": tuple(distill.augment_texts(ds.train.texts, 1, 0.15, 0.5, seed=0)),
+        "tang": tuple(distill.tang_augment_texts(ds.train.texts, 1, seed=0)),
+    }
+
+
+def all_features(ds, names=None):
+    """MiniLM features of each text set, through the pipeline's own per-set cache (runs/cache)."""
+    from tflite_compress.config import TeacherConfig
+    from tflite_compress.teacher import FeatureCache, teacher_features
+
+    sets = text_sets(ds)
+    wanted = {n: sets[n] for n in (names or sets)}
+    feats, _, _ = teacher_features(TeacherConfig(), wanted, FeatureCache(CACHE), log=print)
+    return sets, feats
+
+
+def _fmt(name, m, extra=""):
+    a, r = m["argmax"], m["rule"]
+    return (f"{name:<34} {100 * a['accuracy_in_scope']:6.2f} {100 * a['recall_out_of_scope']:6.1f}   "
+            f"{100 * r['accuracy_in_scope']:6.2f} {100 * r['recall_out_of_scope']:6.1f} {100 * r['precision_out_of_scope']:6.1f}"
+            f"  {r['threshold']:.3f}  {m['auroc_max_softmax']:.4f} {extra}")
+
+
+HEADER = (f"{'change':<34} {'in-sc':>6} {'oosR':>6}   {'in-sc':>6} {'oosR':>6} {'oosP':>6}  thresh  AUROC\n"
+          f"{'':<34} {'(arg-max)':>13}   {'(val-chosen max-softmax rule)':>29}")
+
+
+def teacher_sweep(ds):
+    """Linear heads on frozen MiniLM features, one extra-data source at a time."""
+    from tflite_compress.config import TeacherConfig
+    from tflite_compress.oos import evaluate_oos
+    from tflite_compress.teacher import train_linear_head
+
+    sets, f = all_features(ds, ["train", "val", "test", "chitchat", "mix"])
+    names = list(ds.label_names)
+    y = {s: getattr(ds, s).label_ids(names) for s in ("train", "val", "test")}
+    oos = names.index(OOS_LABEL)
+    variants = {"baseline (CLINC150 train)": [], "+ chitchat 5000 as oos": ["chitchat"],
+                "+ mix 3000 as oos": ["mix"], "+ chitchat 5000 + mix 3000": ["chitchat", "mix"],
+                "+ chitchat 2000 as oos": ["chitchat:2000"]}
+    print(HEADER)
+    for label, extra in variants.items():
+        fx, yx = [f["train"]], [y["train"]]
+        for e in extra:
+            name, _, n = e.partition(":")
+            rows = f[name][: int(n)] if n else f[name]
+            fx.append(rows)
+            yx.append(np.full(len(rows), oos, np.int32))
+        head = train_linear_head(np.concatenate(fx), np.concatenate(yx), len(names), TeacherConfig())
+        _, rep = evaluate_oos(head(f["val"]), y["val"], head(f["test"]), y["test"], names, OOS_LABEL)
+        print(_fmt(label, rep), flush=True)
+
+
+STUDENT_CHANGES = {
+    "baseline": {},
+    "chitchat": {"oos": {"chitchat_negatives": 5000}},
+    "chitchat-mix": {"oos": {"chitchat_negatives": 5000, "mix_negatives": 3000}},
+    "tang": {"distill": {"augment_style": "tang"}},
+    "chitchat-tang": {"oos": {"chitchat_negatives": 5000}, "distill": {"augment_style": "tang"}},
+}
+
+
+QUICK = {"stages": {"prune": False, "qat": False}, "distill": {"augment_copies": 0}}
+
+
+def student_run(name: str, quick: bool = False):
+    """The demo pipeline (default recipe + one change) into runs/oos-NAME; its teacher features
+    come from the cache. `quick`: no pruning, no QAT (INT8 by post-training quantization) and no
+    augmented copies, for a cheap side-by-side of a change (runs/oos-quick-NAME)."""
+    from tflite_compress.config import Recipe
+    from tflite_compress.data import CALIBRATION_DIR, calibration_texts
+    from tflite_compress.pipeline import format_table, run_text_pipeline
+    from tflite_compress.recipes import load_recipe
+
+    base = load_recipe(None).to_dict()
+    for section, changes in list(QUICK.items() if quick else []) + list(STUDENT_CHANGES[name].items()):
+        base[section].update(changes)
+    recipe = Recipe.from_dict(base)
+    cal = calibration_texts(CALIBRATION_DIR, recipe.convert.calibration_samples, recipe.seed)
+    t0 = time.perf_counter()
+    result = run_text_pipeline(load_clinc150(), recipe, ROOT / "runs" / f"oos-{'quick-' if quick else ''}{name}", CACHE, calibration_texts=cal, verbose=0)
+    print(format_table(result.report))
+    print(f"{name}: {time.perf_counter() - t0:.0f} s")
+
+
+def rule_on_model(path: str):
+    """Calibrate the rule on val for an existing INT8 file (e.g. the committed app model, made
+    before this change) and print both schemes on test: the baseline of every change here."""
+    from tflite_compress.oos import evaluate_oos
+    from tflite_compress.runtime import load_bundle
+
+    ds = load_clinc150()
+    bundle = load_bundle(path)
+    names = bundle.labels
+    logits = {s: bundle.model.predict(bundle.tokenizer.encode_batch(getattr(ds, s).texts)) for s in ("val", "test")}
+    y = {s: getattr(ds, s).label_ids(names) for s in ("val", "test")}
+    _, rep = evaluate_oos(logits["val"], y["val"], logits["test"], y["test"], names, OOS_LABEL)
+    print(HEADER)
+    print(_fmt(Path(path).name, rep, f"{len(bundle.model.content) / 1024:.0f} KB"))
+
+
+def table():
+    print(HEADER.replace("change", "student run (float | INT8)"))
+    for name in [f"{q}{n}" for q in ("", "quick-") for n in STUDENT_CHANGES]:
+        p = ROOT / "runs" / f"oos-{name}" / "report.json"
+        if not p.is_file():
+            continue
+        r = json.loads(p.read_text())
+        for stage in ("float", "int8"):
+            o = r["stages"][stage].get("oos")
+            if o:
+                extra = f"{r['summary']['size_bytes'] / 1024:.0f} KB" if stage == "int8" else ""
+                print(_fmt(f"{name} {stage}", o, extra))
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    ds = load_clinc150()
+    if cmd == "features":
+        all_features(ds)
+    elif cmd == "teacher":
+        teacher_sweep(ds)
+    elif cmd == "student":
+        for n in [a for a in sys.argv[2:] if a != "--quick"]:
+            student_run(n, quick="--quick" in sys.argv)
+    elif cmd == "rule-on":
+        rule_on_model(sys.argv[2])
+    elif cmd == "table":
+        table()
