@@ -22,6 +22,7 @@ TEACHER_KINDS = ("minilm", "preset", "keras", "tflite", "logits")
 STUDENT_FAMILIES = ("bag", "cnn", "transformer")
 PRUNE_SCHEDULES = ("polynomial", "constant")
 FEATURE_LOSSES = ("mse", "cosine")
+AUGMENT_STYLES = ("dropout", "tang")
 
 
 def _require(ok: bool, key: str, expected: str, value) -> None:
@@ -139,13 +140,15 @@ class DistillConfig:
     augment_style: str = "dropout"
 
     def __post_init__(self):
-        if self.augment_style not in AUGMENT_STYLES:
-            raise InputError(f"distill.augment_style: expected one of {', '.join(AUGMENT_STYLES)}, got {self.augment_style!r}")
-        if self.augment_copies < 0:
-            raise InputError(f"distill.augment_copies: expected 0 or more, got {self.augment_copies!r}")
-
-
-AUGMENT_STYLES = ("dropout", "tang")
+        _fraction(self, "alpha", closed=True)
+        _positive(self, "temperature", "learning_rate")
+        # 0 epochs keeps a given float model as it is (compress's self-teacher path).
+        _at_least(self, 0, "epochs", "augment_copies", "feature_weight")
+        _at_least(self, 1, "batch_size")
+        _one_of("feature_loss", self.feature_loss, FEATURE_LOSSES)
+        _one_of("augment_style", self.augment_style, AUGMENT_STYLES)
+        _fraction(self, "augment_word_dropout")
+        _fraction(self, "augment_swap_probability", closed=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,21 +169,9 @@ class OOSConfig:
     mix_negatives: int = 0
 
     def __post_init__(self):
-        if self.target_recall is not None and not 0.0 < self.target_recall <= 1.0:
-            raise InputError(f"oos.target_recall: expected a number in (0, 1], got {self.target_recall!r}")
-        for key in ("chitchat_negatives", "mix_negatives"):
-            if getattr(self, key) < 0:
-                raise InputError(f"oos.{key}: expected 0 or more, got {getattr(self, key)!r}")
-
-    def __post_init__(self):
-        _fraction(self, "alpha", closed=True)
-        _positive(self, "temperature", "learning_rate")
-        # 0 epochs keeps a given float model as it is (compress's self-teacher path).
-        _at_least(self, 0, "epochs", "augment_copies", "feature_weight")
-        _at_least(self, 1, "batch_size")
-        _one_of("feature_loss", self.feature_loss, FEATURE_LOSSES)
-        _fraction(self, "augment_word_dropout")
-        _fraction(self, "augment_swap_probability", closed=True)
+        if self.target_recall is not None:
+            _require(0.0 < self.target_recall <= 1.0, "target_recall", "a number in (0, 1]", self.target_recall)
+        _at_least(self, 0, "chitchat_negatives", "mix_negatives")
 
 
 @dataclasses.dataclass(frozen=True)
