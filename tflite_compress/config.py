@@ -37,6 +37,11 @@ class TeacherConfig:
     seed: int = 0
 
 
+FFN_ACTIVATIONS = ("gelu", "relu", "relu2")
+NORMS = ("layer", "tanh")
+TARGETS = ("npu", "cpu")
+
+
 @dataclasses.dataclass(frozen=True)
 class StudentConfig:
     """A small text classifier over the student vocabulary.
@@ -58,6 +63,16 @@ class StudentConfig:
     num_heads: int = 2  # transformer: attention heads (embedding_dim must divide by it)
     ff_units: int = 128  # transformer: feed-forward width
     norm_first: bool = False  # transformer: pre-norm blocks (True) or post-norm, BERT-style (False)
+    # transformer, built for integer kernels (see students.py): "gelu" | "relu" | "relu2" (ReLU squared)
+    ffn_activation: str = "gelu"
+    norm: str = "layer"  # transformer: "layer" (LayerNormalization) | "tanh" (DynamicTanh: g * tanh(a * x) + b)
+    static_shapes: bool = False  # transformer: per-token projections as EinsumDense (no shape arithmetic in the file)
+
+    def __post_init__(self):
+        if self.ffn_activation not in FFN_ACTIVATIONS:
+            raise InputError(f"student.ffn_activation: expected one of {', '.join(FFN_ACTIVATIONS)}, got {self.ffn_activation!r}")
+        if self.norm not in NORMS:
+            raise InputError(f"student.norm: expected one of {', '.join(NORMS)}, got {self.norm!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +130,26 @@ class QATConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ConvertConfig:
+    """How the INT8 file is made (see convert.py).
+
+    `target`: "npu" (full integer: int8 activations and weights everywhere, for integer-only
+    accelerators; `require_integer_only` checks it) or "cpu" (XNNPACK on a phone's CPU: candidate
+    plans are built and measured in the interpreter, and the fastest whose top-1 agreement with
+    the float file on the calibration rows is at least `cpu_min_agreement` is kept).
+    """
+
     calibration_samples: int = 500
     require_integer_only: bool = True
+    target: str = "npu"
+    cpu_min_agreement: float = 0.98
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise InputError(f"convert.target: expected one of {', '.join(TARGETS)}, got {self.target!r}")
+        if not 0.0 <= self.cpu_min_agreement <= 1.0:
+            raise InputError(f"convert.cpu_min_agreement: expected a number from 0 to 1, got {self.cpu_min_agreement!r}")
+        if self.calibration_samples < 1:
+            raise InputError(f"convert.calibration_samples: expected at least 1, got {self.calibration_samples!r}")
 
 
 @dataclasses.dataclass(frozen=True)
