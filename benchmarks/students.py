@@ -193,6 +193,7 @@ def bench_targets(family: str, data: dict, verbose: int, rounds: int) -> list[di
     from tflite_compress import convert
     from tflite_compress.config import ConvertConfig
     from tflite_compress.runtime import TFLiteModel
+    from tflite_compress.runtime.bench import side_by_side_us
     from tflite_compress.runtime.delegation import delegation_report
 
     t0 = time.perf_counter()
@@ -215,8 +216,9 @@ def bench_targets(family: str, data: dict, verbose: int, rounds: int) -> list[di
                      "partitions": deleg["partitions"], "outside_xnnpack": deleg["outside"],
                      "tflite": str(path.relative_to(ROOT)),
                      **({"cpu_plan": cpu.plan} if variant == "int8_cpu" else {})})
+    models = {k: TFLiteModel(c) for k, c in files.items()}
     for batch in (1, 8):
-        lat = side_by_side_us(files, data["x"]["test"], batch, rounds)
+        lat = side_by_side_us(models, data["x"]["test"], batch, rounds, runs=200, warmup=20)
         for r in rows:
             r[f"p50_us_b{batch}"] = lat[r["variant"]]
             r[f"speedup_b{batch}"] = lat["float"] / lat[r["variant"]]
@@ -225,21 +227,6 @@ def bench_targets(family: str, data: dict, verbose: int, rounds: int) -> list[di
              f"(x{r['speedup_b1']:.2f})  b8 {r['p50_us_b8']:7.1f} us (x{r['speedup_b8']:.2f})  "
              f"{r['ops_delegated']}/{r['ops_total']} in XNNPACK, {r['partitions']} partitions")
     return rows
-
-
-def side_by_side_us(files: dict, x: np.ndarray, batch: int, rounds: int, runs: int = 200) -> dict:
-    """p50 invoke us of each file at `batch`, 1 thread, XNNPACK: interleaved rounds, median of round p50s."""
-    from tflite_compress.runtime import TFLiteModel
-    from tflite_compress.runtime.interpreter import time_invokes_us
-
-    models = {k: TFLiteModel(c) for k, c in files.items()}
-    inputs = {k: [m.quantize_input(x[i * batch:(i + 1) * batch]) for i in range(8)] for k, m in models.items()}
-    per = {k: [] for k in models}
-    for _ in range(rounds):
-        for k, m in models.items():
-            m.invoke_raw(inputs[k][0])
-            per[k].append(float(np.median(time_invokes_us(m, inputs[k], runs, 20))))
-    return {k: float(np.median(v)) for k, v in per.items()}
 
 
 def format_targets(rows: list[dict]) -> str:
@@ -281,8 +268,12 @@ def main(argv=None) -> int:
     ap.add_argument("--float-only", action="store_true", help="train and measure the float students only")
     ap.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity")
     ap.add_argument("--qat", action="store_true", help="the QAT / PQAT variants instead of the per-target files")
+    ap.add_argument("--epochs", type=int, default=None, help="float training epochs of every family (default: DISTILL's)")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per batch size (targets mode)")
     args = ap.parse_args(argv)
+    if args.epochs is not None:
+        for name in DISTILL:
+            DISTILL[name] = dataclasses.replace(DISTILL[name], epochs=args.epochs)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     bad = [f for f in families if f not in FAMILIES]
     if bad:

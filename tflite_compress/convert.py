@@ -159,6 +159,7 @@ def _float_islands_needed(content: bytes) -> tuple[tuple[str, ...], list[dict]]:
 
 def _cpu_plan(model, calibration: np.ndarray, config: ConvertConfig) -> ConversionResult:
     from .runtime import TFLiteModel
+    from .runtime.bench import side_by_side_us
     from .runtime.delegation import delegation_report, delegation_summary
 
     float_content = to_float(model)
@@ -172,7 +173,7 @@ def _cpu_plan(model, calibration: np.ndarray, config: ConvertConfig) -> Conversi
     reference = TFLiteModel(float_content)
     ref_pred = reference.predict(rows).argmax(-1)
     models = {name: TFLiteModel(c) for name, c in candidates.items()}
-    latency = measure_side_by_side({"float": reference, **models}, rows[:8])
+    latency = side_by_side_us({"float": reference, **models}, rows[:8])
     table = []
     for name, m in models.items():
         agreement = float(np.mean(m.predict(rows).argmax(-1) == ref_pred))
@@ -206,16 +207,3 @@ def _layer_names(content: bytes, ops: list[dict]) -> list[dict]:
         parts = name.split("/")
         out.append({**o, "layer": parts[1] if len(parts) > 1 and parts[0].endswith("model") else parts[0]})
     return out
-
-
-def measure_side_by_side(models: dict, x: np.ndarray, rounds: int = 5, runs: int = 100, warmup: int = 10) -> dict:
-    """p50 invoke microseconds per model at batch 1, measured in interleaved rounds (median of round medians)."""
-    from .runtime.interpreter import time_invokes_us
-
-    samples = {name: [m.quantize_input(x[i:i + 1]) for i in range(len(x))] for name, m in models.items()}
-    per_round: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, m in models.items():
-            m.invoke_raw(samples[name][0])
-            per_round[name].append(float(np.median(time_invokes_us(m, samples[name], runs, warmup))))
-    return {name: float(np.median(v)) for name, v in per_round.items()}

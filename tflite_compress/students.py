@@ -14,6 +14,13 @@ The transformer is built from pieces that quantize cleanly to full INT8: Dense p
 float `-inf` bias, and the model learns to ignore id 0 (its embedding and position) instead.
 `QuantizableMultiHeadAttention` (Keras MHA callable as one-input layer) exists for user models
 and is quantized by `qat.MultiHeadAttentionQuantizeConfig`.
+
+Built for integer kernels (XNNPACK on phones' CPUs; `StudentConfig` fields): `ffn_activation`
+"relu"/"relu2" instead of GELU (int8 GELU stays outside XNNPACK), `norm="tanh"` (`DynamicTanh`:
+MUL/TANH/MUL/ADD, all int8 in XNNPACK, where LayerNormalization's RSQRT and SQUARED_DIFFERENCE
+are not) and `static_shapes` (EinsumDense projections: no SHAPE/GATHER/PACK shape arithmetic
+splitting the delegate's graph). These are for post-training conversion; tfmot QAT of
+EinsumDense/DynamicTanh has no QuantizeConfig here yet.
 """
 
 from __future__ import annotations
