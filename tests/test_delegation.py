@@ -158,3 +158,20 @@ def test_inspect_and_bench_profile_cli(int8_files, tmp_path):
     profile = json.loads(res.output)["profile"]
     assert [p["batch"] for p in profile] == [1, 8]
     assert profile[0]["partitions"] == report["delegation"]["partitions"]
+
+
+def test_symmetric_matmul_operands_keep_attention_in_xnnpack(int8_files):
+    content = int8_files["after"]
+    sym, changed = convert.symmetric_matmul_operands(content)
+    before, after = delegation_report(content), delegation_report(sym)
+    flat = parse_model(sym, "t")
+    g = flat.subgraphs[0]
+    for o in after["ops"]:
+        if o["op"] == "BATCH_MATMUL":
+            assert g.tensors[g.operators[o["index"]].inputs[1]].quantization.zero_point == (0,)
+            assert o["delegated"], o
+    assert bool(changed) == ("BATCH_MATMUL" in before["outside"])
+    assert after["ops_delegated"] >= before["ops_delegated"]
+    x, y = _task(300, 3)
+    a, b = TFLiteModel(content).predict(x), TFLiteModel(sym).predict(x)
+    assert np.mean(a.argmax(1) == b.argmax(1)) >= 0.97

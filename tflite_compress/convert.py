@@ -6,8 +6,9 @@
 - "cpu": XNNPACK on a phone's CPU. Candidate plans are converted and measured side by side in the
   interpreter (1 thread, batch 1, interleaved rounds): full INT8; INT8 with float islands for the
   ops XNNPACK does not take in int8 (read from the delegation report of the full-INT8 file, e.g.
-  SOFTMAX, and BATCH_MATMUL whose right-hand zero point is not 0); dynamic range (int8 weights,
-  float activations). The fastest whose top-1 agreement with the float file on the calibration
+  SOFTMAX, and BATCH_MATMUL whose right-hand zero point is not 0); INT8 with symmetric (zero
+  point 0) right-hand matmul operands, so XNNPACK takes the attention BATCH_MATMULs (alone, and
+  with SOFTMAX in float); dynamic range (int8 weights, float activations). The fastest whose top-1 agreement with the float file on the calibration
   rows is at least `cpu_min_agreement` is kept; the plan (`ConversionResult.plan`) says which
   ops stayed float and why, with every candidate's measured figures.
 
@@ -147,6 +148,54 @@ def to_int8_with_float_ops(model, calibration: np.ndarray, float_ops: tuple[str,
         raise ConversionError(f"INT8 conversion with float {', '.join(float_ops)} failed: {_converter_message(exc)}") from None
 
 
+# Ops whose output must keep their input's quantization (a walk back from a matmul operand passes them).
+_SAME_QUANT_OPS = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS")
+
+
+def symmetric_matmul_operands(content: bytes) -> tuple[bytes, list[str]]:
+    """Requantize the right-hand operands of int8 BATCH_MATMULs to zero point 0 (symmetric).
+
+    XNNPACK refuses an int8 BATCH_MATMUL whose right-hand input has a non-zero zero point. The
+    operand is the output of a requantizing op (FULLY_CONNECTED) seen through RESHAPE/TRANSPOSE;
+    giving that chain of tensors zero point 0 and the scale that covers the same real range
+    (`scale * max(zp + 128, 127 - zp) / 127`) keeps its values and lets XNNPACK take the matmul.
+    Returns the new file and the names of the tensors changed. Costs at most one bit of the
+    operand's resolution.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    model = fbu.read_model_from_bytearray(bytearray(content))
+    sub = model.subgraphs[0]
+    names = {i: fbu.opcode_to_name(model, i) for i in range(len(model.operatorCodes))}
+    producer = {int(t): op for op in sub.operators for t in op.outputs}
+    changed: list[str] = []
+    for op in sub.operators:
+        if names[op.opcodeIndex] != "BATCH_MATMUL" or len(op.inputs) < 2:
+            continue
+        chain, t = [], int(op.inputs[1])
+        while True:
+            chain.append(t)
+            prod = producer.get(t)
+            if prod is None or names[prod.opcodeIndex] not in _SAME_QUANT_OPS:
+                break
+            t = int(prod.inputs[0])
+        q = sub.tensors[chain[0]].quantization
+        if sub.tensors[chain[0]].type != 9 or q is None or q.zeroPoint is None or len(q.zeroPoint) != 1:
+            continue  # int8 per-tensor only
+        zp, scale = int(q.zeroPoint[0]), float(q.scale[0])
+        if zp == 0:
+            continue
+        new_scale = scale * max(zp + 128, 127 - zp) / 127.0
+        for t in chain:
+            tq = sub.tensors[t].quantization
+            if tq is None or tq.zeroPoint is None or list(tq.zeroPoint) != [zp]:
+                break
+            tq.zeroPoint = np.asarray([0], np.int64)
+            tq.scale = np.asarray([new_scale], np.float32)
+            changed.append(sub.tensors[t].name.decode() if isinstance(sub.tensors[t].name, bytes) else str(sub.tensors[t].name))
+    return bytes(fbu.convert_object_to_bytearray(model)), changed
+
+
 def _float_islands_needed(content: bytes) -> tuple[tuple[str, ...], list[dict]]:
     """Op types of a full-INT8 file that XNNPACK leaves out for their int8 form, and those ops."""
     from .runtime.delegation import XNNPACK_FLOAT_ONLY, delegation_report
@@ -166,8 +215,14 @@ def _cpu_plan(model, calibration: np.ndarray, config: ConvertConfig) -> Conversi
     int8 = to_int8(model, calibration, dataclasses.replace(config, require_integer_only=False))
     candidates = {"int8": int8}
     float_ops, left = _float_islands_needed(int8)
+    symmetric, sym_tensors = symmetric_matmul_operands(int8)
+    if sym_tensors:
+        candidates["int8+symmetric_matmul"] = symmetric
     if float_ops:
         candidates["int8+float:" + ",".join(float_ops)] = to_int8_with_float_ops(model, calibration, float_ops, config)
+    if sym_tensors and "SOFTMAX" in float_ops:
+        softmax_float = to_int8_with_float_ops(model, calibration, ("SOFTMAX",), config)
+        candidates["int8+symmetric_matmul+float:SOFTMAX"] = symmetric_matmul_operands(softmax_float)[0]
     candidates["dynamic_range"] = to_dynamic_range(model)
     rows = np.asarray(calibration)[: config.calibration_samples]
     reference = TFLiteModel(float_content)
@@ -192,7 +247,9 @@ def _cpu_plan(model, calibration: np.ndarray, config: ConvertConfig) -> Conversi
         "target": "cpu", "chosen": best["plan"], "why": why, "float_latency_us_p50": latency["float"],
         "float_ops": [{"op": o["op"], "index": o["index"], "layer": o.get("layer"), "reason": o["reason"]}
                       for o in _layer_names(int8, left)] if best["plan"].startswith("int8+") else [],
-        "float_layers": layers, "candidates": table})
+        "float_layers": layers,
+        "symmetric_tensors": sym_tensors if "symmetric" in best["plan"] else [],
+        "candidates": table})
 
 
 def _layer_names(content: bytes, ops: list[dict]) -> list[dict]:
