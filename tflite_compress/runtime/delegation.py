@@ -65,6 +65,9 @@ def _delegated_ops(content: bytes, options: RuntimeOptions, n_ops: int) -> set[i
     try:
         _, interp = make_interpreter(content, options, disable_delegate_fusion=True)
         interp.allocate_tensors()
+    except TypeError:  # tflite_runtime / tf.lite interpreters of older releases lack the switch
+        raise RunError(f"backend {options.backend} cannot turn delegate node fusion off; "
+                       "per-op delegation needs ai-edge-litert") from None
     except (ValueError, RuntimeError) as exc:
         raise InputError(f"the interpreter cannot load the model ({str(exc).strip().splitlines()[0][:200]})") from None
     nodes = op_details(interp)

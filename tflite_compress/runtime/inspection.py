@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, RunError
 from .flatbuffer import FlatModel, Tensor, parse_model
 from .interpreter import INTEGER_TYPES, RuntimeOptions, TFLiteModel, _read_file, float_tensors
 
@@ -134,7 +134,10 @@ def inspect_file(path: str | os.PathLike, options: RuntimeOptions = RuntimeOptio
     if model is not None:
         from .delegation import delegation_report
 
-        report["delegation"] = delegation_report(content, options, flat)
+        try:
+            report["delegation"] = delegation_report(content, options, flat)
+        except RunError as exc:  # a backend without per-node delegate information
+            report["delegation_error"] = str(exc)
     report["interpreter"] = {
         "loadable": model is not None,
         "error": error,
