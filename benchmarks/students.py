@@ -188,7 +188,7 @@ def train_float(family: str, data: dict, verbose: int):
     return student
 
 
-def bench_targets(family: str, data: dict, verbose: int, rounds: int) -> list[dict]:
+def bench_targets(family: str, data: dict, verbose: int, rounds: int, min_agreement: float) -> list[dict]:
     """Float, npu INT8 and cpu INT8 files of one float student: accuracy, p50 at batch 1 and 8, delegation."""
     from tflite_compress import convert
     from tflite_compress.config import ConvertConfig
@@ -201,7 +201,7 @@ def bench_targets(family: str, data: dict, verbose: int, rounds: int) -> list[di
     _log(f"  trained in {time.perf_counter() - t0:.0f} s")
     files = {"float": convert.to_float(student)}
     files["int8_npu"] = convert.convert(student, data["calibration"], ConvertConfig(target="npu")).content
-    cpu = convert.convert(student, data["calibration"], ConvertConfig(target="cpu"))
+    cpu = convert.convert(student, data["calibration"], ConvertConfig(target="cpu", cpu_min_agreement=min_agreement))
     files["int8_cpu"] = cpu.content
     _log(f"  cpu plan: {cpu.plan['chosen']} ({cpu.plan['why']})")
     rows = []
@@ -269,6 +269,8 @@ def main(argv=None) -> int:
     ap.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity")
     ap.add_argument("--qat", action="store_true", help="the QAT / PQAT variants instead of the per-target files")
     ap.add_argument("--epochs", type=int, default=None, help="float training epochs of every family (default: DISTILL's)")
+    ap.add_argument("--cpu-min-agreement", type=float, default=0.9,
+                    help="the cpu plan's top-1 agreement floor with the float file on the calibration rows")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per batch size (targets mode)")
     args = ap.parse_args(argv)
     if args.epochs is not None:
@@ -285,7 +287,7 @@ def main(argv=None) -> int:
     if not args.qat and not args.float_only:
         for family in families:
             _log(f"[{family}]")
-            rows += bench_targets(family, data, args.verbose, args.rounds)
+            rows += bench_targets(family, data, args.verbose, args.rounds, args.cpu_min_agreement)
             if args.json:  # after every family: a long run keeps what it measured
                 Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
         print(format_targets(rows))
