@@ -1,6 +1,14 @@
-"""Benchmark the student families on CLINC150: float, post-training INT8, QAT INT8, pruned (PQAT) INT8.
+"""Benchmark the student families on CLINC150: float against INT8 per target, or the QAT/PQAT variants.
 
-    .venv/bin/python benchmarks/students.py [--families bag,cnn,transformer] [--json FILE]
+    .venv/bin/python benchmarks/students.py [--families bag,cnn,transformer,transformer_int] [--json FILE]
+    .venv/bin/python benchmarks/students.py --qat [--families ...]    # the QAT / pruning variants below
+
+Default (targets): per family, the distilled float student's float32 file, its `npu`-target INT8
+file (full integer) and its `cpu`-target file (`convert.convert`, the fastest measured plan), each
+with in-scope test accuracy, p50 invoke microseconds at batch 1 and 8 on 1 thread (all files of a
+family timed in interleaved rounds, so the ratios are side by side), speed-up over float, and the
+delegation summary (ops in XNNPACK / all ops, partitions). `transformer_int` is the transformer
+built for integer kernels (ReLU feed-forward, DynamicTanh norms, static-shape projections).
 
 Every student is distilled from the cached MiniLM teacher logits (runs/cache; computed once if
 missing), then converted and measured in one run, in the LiteRT interpreter: in-scope accuracy
@@ -41,12 +49,16 @@ FAMILIES = {
     "cnn": StudentConfig(family="cnn"),
     "transformer": StudentConfig(family="transformer", embedding_dim=64, num_heads=2, ff_units=128,
                                  transformer_layers=2, hidden_units=256, dropout=0.2),
+    "transformer_int": StudentConfig(family="transformer", embedding_dim=64, num_heads=2, ff_units=128,
+                                     transformer_layers=2, hidden_units=256, dropout=0.2,
+                                     ffn_activation="relu", norm="tanh", static_shapes=True),
 }
 # Per-family float training: the transformer needs a gentler learning rate.
 DISTILL = {
     "bag": DistillConfig(epochs=12),
     "cnn": DistillConfig(epochs=12),
     "transformer": DistillConfig(epochs=12, learning_rate=1e-3),
+    "transformer_int": DistillConfig(epochs=12, learning_rate=1e-3),
 }
 PRUNE = PruneConfig(target_sparsity=0.5, epochs=4)
 QAT = QATConfig(epochs=3)
@@ -160,6 +172,83 @@ def bench_family(family: str, data: dict, verbose: int, feature_weight: float = 
     return rows
 
 
+def train_float(family: str, data: dict, verbose: int):
+    from tflite_compress import distill
+    from tflite_compress.pipeline import _cosine_lr
+    from tflite_compress.students import build_student
+
+    x, y = data["x"], data["y"]
+    num_labels = len(data["names"])
+    dcfg = DISTILL[family]
+    targets = distill.pack_targets(y["train"], data["teacher"].logits["train"], num_labels)
+    student = build_student(FAMILIES[family], data["vocab_size"], x["train"].shape[1], num_labels)
+    distill.compile_for_distillation(student, dcfg)
+    distill.fit(student, x["train"], targets, dcfg.epochs, dcfg.batch_size, verbose=verbose,
+                callbacks=[_cosine_lr(dcfg.learning_rate, dcfg.epochs)])
+    return student
+
+
+def bench_targets(family: str, data: dict, verbose: int, rounds: int, min_agreement: float) -> list[dict]:
+    """Float, npu INT8 and cpu INT8 files of one float student: accuracy, p50 at batch 1 and 8, delegation."""
+    from tflite_compress import convert
+    from tflite_compress.config import ConvertConfig
+    from tflite_compress.runtime import TFLiteModel
+    from tflite_compress.runtime.bench import side_by_side_us
+    from tflite_compress.runtime.delegation import delegation_report
+
+    t0 = time.perf_counter()
+    student = train_float(family, data, verbose)
+    _log(f"  trained in {time.perf_counter() - t0:.0f} s")
+    files = {"float": convert.to_float(student)}
+    files["int8_npu"] = convert.convert(student, data["calibration"], ConvertConfig(target="npu")).content
+    cpu = convert.convert(student, data["calibration"], ConvertConfig(target="cpu", cpu_min_agreement=min_agreement))
+    files["int8_cpu"] = cpu.content
+    _log(f"  cpu plan: {cpu.plan['chosen']} ({cpu.plan['why']})")
+    rows = []
+    for variant, content in files.items():
+        path = OUT / f"{family}_{variant}.tflite"
+        path.write_bytes(content)
+        pred = TFLiteModel(content).predict(data["x"]["test"], batch_size=256).argmax(1)
+        deleg = delegation_report(content)
+        rows.append({"family": family, "variant": variant, "size_bytes": len(content),
+                     "in_scope_accuracy": in_scope_accuracy(pred, data["y"]["test"], data["oos_id"]),
+                     "ops_delegated": deleg["ops_delegated"], "ops_total": deleg["ops_total"],
+                     "partitions": deleg["partitions"], "outside_xnnpack": deleg["outside"],
+                     "tflite": str(path.relative_to(ROOT)),
+                     **({"cpu_plan": cpu.plan} if variant == "int8_cpu" else {})})
+    models = {k: TFLiteModel(c) for k, c in files.items()}
+    for batch in (1, 8):
+        lat = side_by_side_us(models, data["x"]["test"], batch, rounds, runs=200, warmup=20)
+        for r in rows:
+            r[f"p50_us_b{batch}"] = lat[r["variant"]]
+            r[f"speedup_b{batch}"] = lat["float"] / lat[r["variant"]]
+    for r in rows:
+        _log(f"  {family:15s} {r['variant']:9s} acc {r['in_scope_accuracy']:.4f}  b1 {r['p50_us_b1']:7.1f} us "
+             f"(x{r['speedup_b1']:.2f})  b8 {r['p50_us_b8']:7.1f} us (x{r['speedup_b8']:.2f})  "
+             f"{r['ops_delegated']}/{r['ops_total']} in XNNPACK, {r['partitions']} partitions")
+    return rows
+
+
+def format_targets(rows: list[dict]) -> str:
+    head = ("family", "variant", "in-scope acc", "KB", "p50 us b1", "x float b1", "p50 us b8", "x float b8", "XNNPACK ops", "partitions")
+    body = [(r["family"], r["variant"], f"{100 * r['in_scope_accuracy']:.2f}%", f"{r['size_bytes'] / 1024:.1f}",
+             f"{r['p50_us_b1']:.1f}", f"{r['speedup_b1']:.2f}", f"{r['p50_us_b8']:.1f}", f"{r['speedup_b8']:.2f}",
+             f"{r['ops_delegated']}/{r['ops_total']}", str(r["partitions"])) for r in rows]
+    widths = [max(len(str(t[c])) for t in [head, *body]) for c in range(len(head))]
+    lines = ["  ".join(str(t[c]).ljust(widths[c]) for c in range(len(head))).rstrip() for t in [head, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in rows:
+        if r.get("outside_xnnpack") and r["variant"] != "float" or (r["variant"] == "float" and r["partitions"] > 1):
+            lines.append(f"  {r['family']} {r['variant']}: outside XNNPACK "
+                         + ", ".join(f"{k} x{v}" for k, v in r["outside_xnnpack"].items()))
+        if "cpu_plan" in r:
+            plan = r["cpu_plan"]
+            lines.append(f"  {r['family']} cpu plan: {plan['chosen']}; " + "; ".join(
+                f"{c['plan']} {c['latency_us_p50']:.1f} us x{c['speedup_vs_float']:.2f} agree {c['agreement_with_float']:.1%}"
+                for c in plan["candidates"]))
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict]) -> str:
     head = ("family", "variant", "in-scope acc", "raw KB", "gzip KB", "p50 us", "w. sparsity")
     body = [(r["family"], r["variant"], f"{100 * r['in_scope_accuracy']:.2f}%", f"{r['size_bytes'] / 1024:.1f}",
@@ -178,7 +267,15 @@ def main(argv=None) -> int:
                     help="feature distillation weight in the float stage (default 0: off)")
     ap.add_argument("--float-only", action="store_true", help="train and measure the float students only")
     ap.add_argument("--verbose", type=int, default=0, help="Keras fit verbosity")
+    ap.add_argument("--qat", action="store_true", help="the QAT / PQAT variants instead of the per-target files")
+    ap.add_argument("--epochs", type=int, default=None, help="float training epochs of every family (default: DISTILL's)")
+    ap.add_argument("--cpu-min-agreement", type=float, default=0.9,
+                    help="the cpu plan's top-1 agreement floor with the float file on the calibration rows")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per batch size (targets mode)")
     args = ap.parse_args(argv)
+    if args.epochs is not None:
+        for name in DISTILL:
+            DISTILL[name] = dataclasses.replace(DISTILL[name], epochs=args.epochs)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     bad = [f for f in families if f not in FAMILIES]
     if bad:
@@ -187,6 +284,15 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     data = load_data()
     rows = []
+    if not args.qat and not args.float_only:
+        for family in families:
+            _log(f"[{family}]")
+            rows += bench_targets(family, data, args.verbose, args.rounds, args.cpu_min_agreement)
+            if args.json:  # after every family: a long run keeps what it measured
+                Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        print(format_targets(rows))
+        print(f"total {time.perf_counter() - t0:.0f} s (1 thread, XNNPACK; p50 = median over {args.rounds} interleaved rounds)")
+        return 0
     for family in families:
         _log(f"[{family}]")
         rows += bench_family(family, data, args.verbose, args.feature_weight, args.float_only)

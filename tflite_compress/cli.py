@@ -32,16 +32,18 @@ main.help = (main.help or "") + "\n\n" + EXIT_CODES_HELP
 @click.option("--calibration", "calibration_path", type=click.Path(path_type=Path),
               help="Calibration folder (laid out as calibration_data/) or text file (default: calibration_data/).")
 @click.option("--no-cache", is_flag=True, help="Compute the teacher's outputs afresh; read and write no cache (RUNS_DIR/cache).")
+@click.option("--target", type=click.Choice(["npu", "cpu"]), default=None,
+              help="Quantization plan (overrides the recipe's convert.target): npu = full integer; "
+                   "cpu = the fastest plan measured for XNNPACK on phone CPUs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @guarded
 def demo(name: str, runs_dir: Path, recipe_path: str | None, data_path: Path | None,
-         calibration_path: Path | None, no_cache: bool, as_json: bool) -> None:
+         calibration_path: Path | None, no_cache: bool, target: str | None, as_json: bool) -> None:
     """Compress the bundled default: CLINC150 intents, MiniLM teacher, CNN student, INT8."""
     from .data import CALIBRATION_DIR, CLINC150_FILE, calibration_texts, load_clinc150
+    from .recipes import load_recipe, with_target
 
-    from .recipes import load_recipe
-
-    recipe = load_recipe(recipe_path)
+    recipe = with_target(load_recipe(recipe_path), target)
     dataset = load_clinc150(data_path or CLINC150_FILE)
     cal = calibration_texts(calibration_path or CALIBRATION_DIR, recipe.convert.calibration_samples, recipe.seed)
     from .pipeline import RunInputs, format_table, run_pipeline

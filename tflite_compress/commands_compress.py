@@ -62,13 +62,16 @@ def _human(result) -> str:
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers and pickled arrays (they run stored code).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Teacher output cache (default: ~/.cache/tflite-compress).")
+@click.option("--target", type=click.Choice(["npu", "cpu"]), default=None,
+              help="Quantization plan (overrides the recipe's convert.target): npu = full integer; "
+                   "cpu = the fastest plan measured for XNNPACK on phone CPUs.")
 @click.option("--no-cache", is_flag=True, help="Compute the teacher's outputs afresh; read and write no cache.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (written whole, or not at all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @guarded
 def compress_cmd(model, train, eval_path, calibration, calibration_samples, teacher, recipe, vocab, labels,
-                 text_column, label_column, oos_label, target_oos_recall, unsafe, cache_dir, no_cache, out_dir,
+                 text_column, label_column, oos_label, target_oos_recall, unsafe, cache_dir, target, no_cache, out_dir,
                  as_json) -> None:
     """Compress MODEL (a model file, or a built-in student: cnn, bag) on your data into an INT8 .tflite.
 
@@ -79,7 +82,7 @@ def compress_cmd(model, train, eval_path, calibration, calibration_samples, teac
     opts = CompressOptions(train=train, out_dir=out_dir, model=model, eval=eval_path, calibration=calibration,
                            calibration_samples=calibration_samples, teacher=teacher, recipe=recipe, vocab=vocab,
                            labels=labels, text_column=text_column, label_column=label_column, unsafe=unsafe,
-                           cache_dir=cache_dir, no_cache=no_cache, oos_label=oos_label,
+                           cache_dir=cache_dir, no_cache=no_cache, target=target, oos_label=oos_label,
                            target_oos_recall=target_oos_recall)
     result = compress(opts, verbose=0 if as_json else None)
     click.echo(json.dumps(result.report, indent=2) if as_json else _human(result))

@@ -125,13 +125,19 @@ def eval_cmd(model: Path, data_path: Path, text_column, label_column, min_accura
 @click.option("--warmup", type=click.IntRange(0, 100_000), default=20, show_default=True, help="Untimed invokes first.")
 @click.option("--data", "data_path", type=click.Path(path_type=Path),
               help="Texts for the end-to-end timing (CSV/JSONL/CLINC json); default: random vocab words.")
+@click.option("--profile", is_flag=True,
+              help="Also time every op alone (a one-op model cut from the file, fed the values of a real run) "
+                   "on the kernel it runs on: XNNPACK or builtin (and reference), per batch size, first thread count.")
 @runtime_options
 @guarded
-def bench_cmd(model: Path, batches: str, runs: int, warmup: int, data_path: Path | None, threads: str, xnnpack: bool,
-              reference_kernels: bool, backend: str, trust_model: bool, probe_timeout_s: float, as_json: bool) -> None:
+def bench_cmd(model: Path, batches: str, runs: int, warmup: int, data_path: Path | None, profile: bool, threads: str,
+              xnnpack: bool, reference_kernels: bool, backend: str, trust_model: bool, probe_timeout_s: float,
+              as_json: bool) -> None:
     """Latency of MODEL.tflite: init, first invoke, p50/p90/p99/mean microseconds, throughput, peak memory.
 
     Times invoke() alone and, for text models (model_info.json + vocab.txt beside it), tokenize + invoke.
+    With --profile, also the time of each op and which kernel runs it (XNNPACK, builtin), and the
+    XNNPACK partition count.
     """
     from .runtime import load_bundle
     from .runtime.bench import bench_model, format_bench
@@ -159,7 +165,21 @@ def bench_cmd(model: Path, batches: str, runs: int, warmup: int, data_path: Path
     report = bench_model(bundle.model.content, thread_list, batch_list, runs, warmup, options.xnnpack,
                          reference_kernels, backend, texts, bundle.tokenizer, vocab)
     report = {"model": str(model), "backend": bundle.model.backend, "end_to_end": texts is not None, **report}
-    _emit(report, as_json, format_bench(report))
+    text = format_bench(report)
+    if profile:
+        from .runtime import random_inputs
+        from .runtime.delegation import delegation_report, format_profile, profile_ops
+
+        deleg = delegation_report(bundle.model.content, options)
+        report["profile"] = []
+        for batch in batch_list:
+            if batch != bundle.model.input_shape[0] and not bundle.model.resizable_batch:
+                continue
+            x = bundle.model.quantize_input(random_inputs(bundle.model, batch, seed=0, vocab_size=vocab))
+            p = profile_ops(bundle.model.content, options, x, runs=min(runs, 200), warmup=warmup, delegation=deleg)
+            report["profile"].append(p)
+            text += "\n" + format_profile(p)
+    _emit(report, as_json, text)
 
 
 # ---------------------------------------------------------------- inspect

@@ -21,7 +21,7 @@ from .data import (OOS_LABEL, ArrayDataset, TextDataset, holdout_split, load_arr
                    stratified_sample)
 from .errors import InputError
 from .pipeline import RunInputs, run_pipeline
-from .recipes import load_recipe
+from .recipes import load_recipe, with_target
 from .stages import log_stderr
 
 BUILTIN_STUDENTS = ("cnn", "bag")
@@ -50,6 +50,7 @@ class CompressOptions:
     unsafe: bool = False
     cache_dir: Path | None = None
     no_cache: bool = False  # --no-cache: compute the teacher's outputs, read and write no cache
+    target: str | None = None  # --target npu|cpu: overrides the recipe's convert.target
     eval_share: float = 0.2
     self_teacher: bool = False  # set by `compress`: no --teacher given with a model file
     fit_epochs_to_data: bool = True  # raise prune/QAT epochs to a minimum of steps on small data
@@ -150,7 +151,7 @@ def _read_vocab(path: Path) -> list[str]:
 def compress(opts: CompressOptions, log: Callable[[str], None] = log_stderr, verbose: int | None = None):
     """Run the compress pipeline; returns the `RunResult` (out_dir, report, recipe)."""
     data_kind = "arrays" if opts.train.suffix.lower() in ARRAY_SUFFIXES else "text"
-    recipe = opts.recipe if isinstance(opts.recipe, Recipe) else load_recipe(opts.recipe)
+    recipe = with_target(opts.recipe if isinstance(opts.recipe, Recipe) else load_recipe(opts.recipe), opts.target)
     cache_dir = None if opts.no_cache else (opts.cache_dir or default_cache_dir())
     model_is_file = opts.model is not None and opts.model not in BUILTIN_STUDENTS
     if data_kind == "arrays" and not model_is_file:

@@ -79,6 +79,11 @@ class TeacherConfig:
         _positive(self, "fine_tune_learning_rate", "head_learning_rate")
 
 
+FFN_ACTIVATIONS = ("gelu", "relu", "relu2")
+NORMS = ("layer", "tanh")
+TARGETS = ("npu", "cpu")
+
+
 @dataclasses.dataclass(frozen=True)
 class StudentConfig:
     """A small text classifier over the student vocabulary.
@@ -100,9 +105,15 @@ class StudentConfig:
     num_heads: int = 2  # transformer: attention heads (embedding_dim must divide by it)
     ff_units: int = 128  # transformer: feed-forward width
     norm_first: bool = False  # transformer: pre-norm blocks (True) or post-norm, BERT-style (False)
+    # transformer, built for integer kernels (see students.py): "gelu" | "relu" | "relu2" (ReLU squared)
+    ffn_activation: str = "gelu"
+    norm: str = "layer"  # transformer: "layer" (LayerNormalization) | "tanh" (DynamicTanh: g * tanh(a * x) + b)
+    static_shapes: bool = False  # transformer: per-token projections as EinsumDense (no shape arithmetic in the file)
 
     def __post_init__(self):
         _one_of("family", self.family, STUDENT_FAMILIES)
+        _one_of("ffn_activation", self.ffn_activation, FFN_ACTIVATIONS)
+        _one_of("norm", self.norm, NORMS)
         _at_least(self, 1, "embedding_dim", "filters", "hidden_units", "hidden_layers", "conv_layers",
                   "transformer_layers", "num_heads", "ff_units")
         _fraction(self, "dropout")
@@ -225,10 +236,22 @@ class QATConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ConvertConfig:
+    """How the INT8 file is made (see convert.py).
+
+    `target`: "npu" (full integer: int8 activations and weights everywhere, for integer-only
+    accelerators; `require_integer_only` checks it) or "cpu" (XNNPACK on a phone's CPU: candidate
+    plans are built and measured in the interpreter, and the fastest whose top-1 agreement with
+    the float file on the calibration rows is at least `cpu_min_agreement` is kept).
+    """
+
     calibration_samples: int = 500
     require_integer_only: bool = True
+    target: str = "npu"
+    cpu_min_agreement: float = 0.98
 
     def __post_init__(self):
+        _one_of("target", self.target, TARGETS)
+        _fraction(self, "cpu_min_agreement", closed=True)
         _at_least(self, 1, "calibration_samples")
 
 

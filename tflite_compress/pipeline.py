@@ -356,13 +356,19 @@ def calibration_inputs(state: ClassifierState) -> np.ndarray:
 
 
 def convert_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
-    """Full-integer conversion (int8 weights, activations, output; float inputs quantized to int8)."""
+    """INT8 conversion for `convert.target`: "npu" full integer (int8 weights, activations, output;
+    float inputs quantized to int8), "cpu" the fastest plan measured in the interpreter."""
     from . import convert
 
     cal = calibration_inputs(state)
-    log.step(f"convert: full-integer INT8, {len(cal)} calibration samples")
+    target = state.recipe.convert.target
+    log.step(f"convert: {'full-integer INT8' if target == 'npu' else 'INT8 plan for phone CPUs (measured)'}, "
+             f"{len(cal)} calibration samples")
     with temp_files_in(state.work_dir):  # the converter's SavedModel: inside the run's temp folder
-        return state.replace(content=convert.to_int8(state.model, cal, state.recipe.convert))
+        result = convert.convert(state.model, cal, state.recipe.convert)
+    if target == "cpu":
+        log.detail(f"cpu plan: {result.plan.get('chosen')} ({result.plan.get('why', '')})")
+    return state.record("convert", result.plan, content=result.content)
 
 
 def validate_stage(state: ClassifierState, log: StageLog) -> ClassifierState:

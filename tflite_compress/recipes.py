@@ -34,3 +34,12 @@ def load_recipe(name_or_path: str | os.PathLike | None) -> Recipe:
         raise InputError(f"--recipe {text!r}: no such built-in recipe (built-in: {', '.join(builtin_names())}) "
                          "and not a .json path")
     return Recipe.load(Path(text))
+
+
+def with_target(recipe: Recipe, target: str | None) -> Recipe:
+    """`--target` on the command line overrides the recipe's `convert.target`."""
+    if target is None:
+        return recipe
+    import dataclasses
+
+    return recipe.replace(convert=dataclasses.replace(recipe.convert, target=target))

@@ -14,6 +14,13 @@ The transformer is built from pieces that quantize cleanly to full INT8: Dense p
 float `-inf` bias, and the model learns to ignore id 0 (its embedding and position) instead.
 `QuantizableMultiHeadAttention` (Keras MHA callable as one-input layer) exists for user models
 and is quantized by `qat.MultiHeadAttentionQuantizeConfig`.
+
+Built for integer kernels (XNNPACK on phones' CPUs; `StudentConfig` fields): `ffn_activation`
+"relu"/"relu2" instead of GELU (int8 GELU stays outside XNNPACK), `norm="tanh"` (`DynamicTanh`:
+MUL/TANH/MUL/ADD, all int8 in XNNPACK, where LayerNormalization's RSQRT and SQUARED_DIFFERENCE
+are not) and `static_shapes` (EinsumDense projections: no SHAPE/GATHER/PACK shape arithmetic
+splitting the delegate's graph). These are for post-training conversion; tfmot QAT of
+EinsumDense/DynamicTanh has no QuantizeConfig here yet.
 """
 
 from __future__ import annotations
@@ -86,6 +93,32 @@ class DotProductAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer
 
     def get_config(self):
         return dict(super().get_config(), num_heads=self.num_heads)
+
+
+@keras.utils.register_keras_serializable("tflite_compress")
+class DynamicTanh(keras.layers.Layer):
+    """`gamma * tanh(alpha * x) + beta`: a norm in place of LayerNormalization (Zhu et al., 2025).
+
+    In TFLite it is MUL, TANH, MUL, ADD: XNNPACK runs all four in int8, where LayerNormalization's
+    SQUARED_DIFFERENCE and RSQRT leave the delegate.
+    """
+
+    def __init__(self, alpha_init: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_init = float(alpha_init)
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        self.alpha = self.add_weight(name="alpha", shape=(), initializer=keras.initializers.Constant(self.alpha_init))
+        self.gamma = self.add_weight(name="gamma", shape=(dim,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(dim,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return self.gamma * tf.tanh(self.alpha * inputs) + self.beta
+
+    def get_config(self):
+        return dict(super().get_config(), alpha_init=self.alpha_init)
 
 
 @keras.utils.register_keras_serializable("tflite_compress")
@@ -168,29 +201,55 @@ CUSTOM_LAYERS = {
     "DotProductAttention": DotProductAttention,
     "QuantizableMultiHeadAttention": QuantizableMultiHeadAttention,
     "ElementwiseOp": ElementwiseOp,
+    "DynamicTanh": DynamicTanh,
 }
+
+
+def _norm(x, config: StudentConfig, name: str):
+    if config.norm == "tanh":
+        return DynamicTanh(name=name)(x)
+    return keras.layers.LayerNormalization(epsilon=1e-5, name=name)(x)
+
+
+def _token_dense(x, units: int, config: StudentConfig, name: str, activation=None):
+    """A per-token projection. With `static_shapes`, an EinsumDense over the known sequence length:
+    tf-keras' Dense on 3-D inputs goes through `tensordot`, whose SHAPE/GATHER/REDUCE_PROD/PACK
+    shape arithmetic splits the XNNPACK graph; EinsumDense converts to one FULLY_CONNECTED."""
+    if config.static_shapes:
+        return keras.layers.EinsumDense("abc,cd->abd", (int(x.shape[1]), units), bias_axes="d",
+                                        activation=activation, name=name)(x)
+    return keras.layers.Dense(units, activation=activation, name=name)(x)
+
+
+def _ffn_activation(f, config: StudentConfig, name: str):
+    if config.ffn_activation == "gelu":
+        return keras.layers.Activation("gelu", name=name + "_gelu")(f)
+    f = keras.layers.Activation("relu", name=name + "_relu")(f)
+    if config.ffn_activation == "relu2":  # ReLU squared (So et al., 2021): one MUL more
+        f = keras.layers.Multiply(name=name + "_square")([f, f])
+    return f
 
 
 def _encoder_block(x, config: StudentConfig, i: int):
     """One transformer block; post-norm (BERT) unless `config.norm_first`."""
     dim, pre = config.embedding_dim, config.norm_first
     p = f"block{i}_"
-    h = keras.layers.LayerNormalization(epsilon=1e-5, name=p + "attention_norm")(x) if pre else x
-    q = keras.layers.Dense(dim, name=p + "query")(h)
-    k = keras.layers.Dense(dim, name=p + "key")(h)
-    v = keras.layers.Dense(dim, name=p + "value")(h)
+    h = _norm(x, config, p + "attention_norm") if pre else x
+    q = _token_dense(h, dim, config, p + "query")
+    k = _token_dense(h, dim, config, p + "key")
+    v = _token_dense(h, dim, config, p + "value")
     a = DotProductAttention(config.num_heads, name=p + "attention")([q, k, v])
-    a = keras.layers.Dense(dim, name=p + "attention_output")(a)
+    a = _token_dense(a, dim, config, p + "attention_output")
     x = keras.layers.Add(name=p + "attention_residual")([x, a])
     if not pre:
-        x = keras.layers.LayerNormalization(epsilon=1e-5, name=p + "attention_norm")(x)
-    h = keras.layers.LayerNormalization(epsilon=1e-5, name=p + "ffn_norm")(x) if pre else x
-    f = keras.layers.Dense(config.ff_units, name=p + "ffn_in")(h)
-    f = keras.layers.Activation("gelu", name=p + "ffn_gelu")(f)
-    f = keras.layers.Dense(dim, name=p + "ffn_out")(f)
+        x = _norm(x, config, p + "attention_norm")
+    h = _norm(x, config, p + "ffn_norm") if pre else x
+    f = _token_dense(h, config.ff_units, config, p + "ffn_in")
+    f = _ffn_activation(f, config, p + "ffn")
+    f = _token_dense(f, dim, config, p + "ffn_out")
     x = keras.layers.Add(name=p + "ffn_residual")([x, f])
     if not pre:
-        x = keras.layers.LayerNormalization(epsilon=1e-5, name=p + "ffn_norm")(x)
+        x = _norm(x, config, p + "ffn_norm")
     return x
 
 
@@ -215,11 +274,11 @@ def build_student(
     else:
         x = PositionEmbedding(sequence_length, name="positions")(x)
         if not config.norm_first:
-            x = keras.layers.LayerNormalization(epsilon=1e-5, name="embedding_norm")(x)
+            x = _norm(x, config, "embedding_norm")
         for i in range(config.transformer_layers):
             x = _encoder_block(x, config, i)
         if config.norm_first:
-            x = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
+            x = _norm(x, config, "final_norm")
         x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
     x = keras.layers.Dropout(config.dropout, name="dropout")(x)
     for j in range(config.hidden_layers):

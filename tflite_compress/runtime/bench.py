@@ -93,6 +93,24 @@ def bench_model(content: bytes, threads: Sequence[int] = (1,), batches: Sequence
             "reference_kernels": reference_kernels, "results": rows, "cpu_count": os.cpu_count(), **memory_bytes()}
 
 
+def side_by_side_us(models: dict, x: np.ndarray, batch: int = 1, rounds: int = 5, runs: int = 100,
+                    warmup: int = 10) -> dict:
+    """p50 invoke microseconds of each loaded model at `batch`, measured side by side.
+
+    The models take turns in `rounds` interleaved rounds (each round: `runs` timed invokes per
+    model, cycling through up to 8 batches cut from `x`); the figure is the median of the round
+    medians, so a load change on a shared machine hits every model alike.
+    """
+    n = max(1, min(8, len(x) // batch))
+    inputs = {k: [m.quantize_input(x[i * batch:(i + 1) * batch]) for i in range(n)] for k, m in models.items()}
+    per_round: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for k, m in models.items():
+            m.invoke_raw(inputs[k][0])  # resizes to `batch`
+            per_round[k].append(float(np.median(time_invokes_us(m, inputs[k], runs, warmup))))
+    return {k: float(np.median(v)) for k, v in per_round.items()}
+
+
 def format_bench(r: dict) -> str:
     """A readable table of a `bench_model` report (microseconds)."""
     e2e = any("end_to_end_us_p50" in row for row in r["results"])

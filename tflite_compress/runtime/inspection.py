@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, RunError
 from .flatbuffer import FlatModel, Tensor, parse_model
 from .interpreter import INTEGER_TYPES, RuntimeOptions, TFLiteModel, _read_file, float_tensors
 
@@ -131,6 +131,13 @@ def inspect_file(path: str | os.PathLike, options: RuntimeOptions = RuntimeOptio
             error = str(exc).split(": the interpreter cannot load it ", 1)[-1].strip("()")
     if error is not None and not report["custom_ops"]:
         raise InputError(f"{path}: the interpreter cannot load it ({error})")
+    if model is not None:
+        from .delegation import delegation_report
+
+        try:
+            report["delegation"] = delegation_report(content, options, flat)
+        except RunError as exc:  # a backend without per-node delegate information
+            report["delegation_error"] = str(exc)
     report["interpreter"] = {
         "loadable": model is not None,
         "error": error,
@@ -161,8 +168,15 @@ def format_inspect(r: dict) -> str:
         for t in r[kind]:
             shape = str(t["shape_signature"] or t["shape"])
             lines.append(f"  {kind[:-1]:<7}{t['name'][:39]:<40}{t['dtype']:<9}{shape:<16}{q(t['quantization'])}")
-    lines += ["", f"  {'op':<32}count"]
-    lines += [f"  {name[:31]:<32}{n}" for name, n in r["op_counts"].items()]
+    deleg = r.get("delegation")
+    outside = deleg["outside"] if deleg and deleg["xnnpack"] else None
+    lines += ["", f"  {'op':<32}count" + ("  outside XNNPACK" if outside is not None else "")]
+    lines += [f"  {name[:31]:<32}{n:<5}" + (f"  {outside.get(name, 0)}" if outside is not None else "")
+              for name, n in r["op_counts"].items()]
+    if deleg:
+        from .delegation import format_delegation
+
+        lines += [""] + format_delegation(deleg)
     if r["custom_ops"]:
         lines += ["", "  custom/Flex ops: " + ", ".join(f"{c['op']} x{c['count']}" + (" (Flex)" if c["flex"] else "")
                                                     for c in r["custom_ops"])]

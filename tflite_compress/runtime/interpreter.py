@@ -98,10 +98,20 @@ def check_flatbuffer(data: bytes, name: str) -> FlatModel:
     return parse_model(data, name)
 
 
-def make_interpreter(content: bytes, options: RuntimeOptions):
-    """(backend name, a new interpreter over `content`) with the options' threads and kernels; not allocated."""
+def make_interpreter(content: bytes, options: RuntimeOptions, disable_delegate_fusion: bool = False,
+                     preserve_all_tensors: bool = False):
+    """(backend name, a new interpreter over `content`) with the options' threads and kernels; not allocated.
+
+    `disable_delegate_fusion`: every op a delegate takes becomes its own DELEGATE node (the
+    delegation report reads per-op decisions from them); `preserve_all_tensors`: keep every
+    intermediate tensor readable after `invoke()`.
+    """
     backend, mod = _interpreter_module(options.backend)
     kwargs: dict = {"model_content": content, "num_threads": options.threads}
+    if disable_delegate_fusion:
+        kwargs["experimental_disable_delegate_node_fusion"] = True
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
     resolver = getattr(mod, "OpResolverType", None) or getattr(getattr(mod, "experimental", None), "OpResolverType", None)
     if resolver is not None:
         if options.reference_kernels:
