@@ -70,5 +70,45 @@ def teacher_outputs_cmd(data_path, recipe_path, teacher_path, cache_dir, shard_r
 teacher_outputs_cmd.help = (teacher_outputs_cmd.help or "") + "\n\n" + RUNNER_HELP
 
 
+
+
+@click.command("train-student", context_settings=CONTEXT)
+@click.option("--strategy", type=click.Choice(["none", "mirrored", "multiworker"]), default="none", show_default=True,
+              help="tf.distribute strategy; multiworker reads the cluster from TF_CONFIG (one process per worker).")
+@click.option("--data", "data_path", type=click.Path(path_type=Path),
+              help="CLINC-style JSON (default: calibration_data/clinc150/data_full.json).")
+@click.option("--recipe", "recipe_path", default=None, help="A built-in recipe name or a recipe .json path.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/cache"),
+              show_default=True, help="Teacher cache (e.g. written by teacher-outputs on Beam).")
+@click.option("--timeout", "timeout_seconds", type=int, default=120, show_default=True,
+              help="Seconds a multiworker run waits for its peers before failing.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder, written by the chief only (model_int8.tflite, vocab, labels, report.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@guarded
+def train_student_cmd(strategy, data_path, recipe_path, cache_dir, timeout_seconds, out_dir, as_json) -> None:
+    """Distill, prune and QAT the recipe's student under a tf.distribute strategy, then convert to
+    INT8 and score it in the LiteRT interpreter (the pipeline's training stages, on N workers).
+
+    Run the same command on every worker with its own TF_CONFIG (docs/scale.md).
+    """
+    from .scale.distribute import make_strategy, run_training
+
+    make_strategy(strategy, timeout_seconds)  # before any other TensorFlow op
+    from .data import CLINC150_FILE, load_clinc150
+    from .recipes import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    dataset = load_clinc150(data_path or CLINC150_FILE)
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    report = run_training(dataset, recipe, cache_dir, strategy, out_dir, timeout_seconds, log=log)
+    t = report["int8"]["test"]
+    emit(report, as_json, f"{strategy} x{report['replicas']}: INT8 test accuracy {100 * t['accuracy']:.2f}% "
+                          f"(float {100 * report['float_test_accuracy']:.2f}%), "
+                          f"sparsity {report['sparsity'] or 0:.1%}, {report['int8']['size_bytes']:,} bytes"
+                          + (f"\nwritten: {out_dir}/" if out_dir and report["chief"] else ""))
+
+
 def register(group: click.Group) -> None:
     group.add_command(teacher_outputs_cmd)
+    group.add_command(train_student_cmd)
