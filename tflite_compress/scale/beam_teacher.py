@@ -120,6 +120,7 @@ class TeacherShardFn(_DoFn):
 
     def process(self, element):
         index, split, start, payload = element
+        t0 = time.perf_counter()
         if self.config.kind == "keras":
             from ..teacher import as_logits
 
@@ -131,7 +132,9 @@ class TeacherShardFn(_DoFn):
                       f"features_{split}": np.asarray(feats)}
         else:
             arrays = {split: self.teacher.features(list(payload), verbose=0).astype(np.float32)}
+        seconds = time.perf_counter() - t0
         entry = _shards.write_shard(self.folder, index, start, arrays)
+        entry["seconds"] = round(seconds, 4)  # the teacher's compute for this shard (throughput per worker)
         entry["parameters"] = int(self.teacher.parameters)
         entry["worker"] = f"{socket.gethostname()}:{os.getpid()}"
         yield entry

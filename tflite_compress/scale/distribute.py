@@ -30,6 +30,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import sys
+import threading
 from typing import Callable, Iterator
 
 import numpy as np
@@ -96,17 +98,30 @@ def make_strategy(name: str = "none", timeout_seconds: int = DEFAULT_TIMEOUT_SEC
     else:
         conf = tf_config()
         _configure_coordination(tf, conf, timeout_seconds)
+        workers = list(conf["cluster"].get("chief", [])) + list(conf["cluster"]["worker"])
+        message = f"multiworker: the cluster {', '.join(workers)} did not come up within {timeout_seconds} s"
+        # TF waits for unreachable peers inside its runtime (the coordination service's barrier),
+        # where a Python exception cannot reach: a watchdog ends the process with one line, exit 3.
+        watchdog = threading.Timer(timeout_seconds, _give_up, args=(message + " (a peer is unreachable or not started)",))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy(
                 communication_options=tf.distribute.experimental.CommunicationOptions(
                     implementation=tf.distribute.experimental.CommunicationImplementation.RING))
             _barrier(tf, strategy)
         except (tf.errors.OpError, RuntimeError) as exc:
-            workers = list(conf["cluster"].get("chief", [])) + list(conf["cluster"]["worker"])
-            raise RunError(f"multiworker: the cluster {', '.join(workers)} did not come up within "
-                           f"{timeout_seconds} s ({_first_line(exc)})") from None
+            raise RunError(f"{message} ({_first_line(exc)})") from None
+        finally:
+            watchdog.cancel()
     _strategy, _strategy_name = strategy, name
     return strategy
+
+
+def _give_up(message: str) -> None:
+    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.flush()
+    os._exit(RunError.exit_code)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -126,7 +141,7 @@ def _configure_coordination(tf, conf: dict, timeout_seconds: int) -> None:
     context.context().configure_coordination_service(
         service_type="standalone", service_leader=leader, coordinated_jobs=jobs,
         cluster_register_timeout_in_ms=timeout_seconds * 1000,
-        heartbeat_timeout_in_ms=timeout_seconds * 1000)
+        heartbeat_timeout_in_ms=max(timeout_seconds, 60) * 1000)
 
 
 def _barrier(tf, strategy) -> None:

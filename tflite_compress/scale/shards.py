@@ -72,7 +72,7 @@ def write_manifest(folder: str | os.PathLike, key: str, shards: list[dict], expe
         raise RunError(f"{folder}: shards hold arrays {extra} that were not asked for")
     manifest = {"format": FORMAT, "version": VERSION, "key": key, "arrays": arrays,
                 "scalars": {k: int(v) for k, v in scalars.items()},
-                "shards": [{k: s[k] for k in ("file", "size_bytes", "sha256", "start", "rows", "worker") if k in s}
+                "shards": [{k: s[k] for k in ("file", "size_bytes", "sha256", "start", "rows", "worker", "seconds") if k in s}
                            for s in shards]}
     atomic_write_json(Path(folder) / MANIFEST, manifest)
     return manifest
