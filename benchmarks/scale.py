@@ -51,13 +51,37 @@ def run(texts: tuple[str, ...], workers: int, shard_rows: int, threads: int | No
             "features": load_shards(res.folder)["train"], "cache_bytes": sum(s["size_bytes"] for s in manifest["shards"])}
 
 
+PLAN_TEXTS = (10_000_000, 100_000_000)
+PLAN_WORKERS = (1, 8, 32, 128)
+STORAGE_USD_PER_GB_MONTH = 0.02  # an assumption (object storage, standard class), not a quote
+
+
+def plan(per_worker: float, bytes_per_text: float, startup_s: float) -> str:
+    """The 10M / 100M plan from a per-worker throughput: an extrapolation (linear in workers)."""
+    lines = [f"plan (EXTRAPOLATION, linear in workers): {per_worker:.1f} texts/s per worker, "
+             f"{startup_s:.0f} s start-up, {bytes_per_text:.0f} cache bytes/text, "
+             f"storage at ${STORAGE_USD_PER_GB_MONTH}/GB-month (assumed)",
+             f"{'texts':>12} {'workers':>8} {'hours':>9} {'cache GB':>9} {'$/month':>8}"]
+    for n_texts in PLAN_TEXTS:
+        gb = n_texts * bytes_per_text / 1e9
+        for w in PLAN_WORKERS:
+            hours = (n_texts / (per_worker * w) + startup_s) / 3600
+            lines.append(f"{n_texts:>12,} {w:>8} {hours:>9.2f} {gb:>9.1f} {gb * STORAGE_USD_PER_GB_MONTH:>8.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--texts", type=int, default=4000)
     ap.add_argument("--shard-rows", type=int, default=250)
     ap.add_argument("--threads-per-worker", type=int, default=None)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--plan-only", nargs=3, type=float, metavar=("TEXTS_PER_S_PER_WORKER", "BYTES_PER_TEXT", "STARTUP_S"),
+                    help="Print only the 10M/100M plan for these figures (no measurement).")
     a = ap.parse_args()
+    if a.plan_only:
+        print(plan(*a.plan_only))
+        return
     import tflite_compress._tf  # noqa: F401 - TF_USE_LEGACY_KERAS first
     from tflite_compress.data import CLINC150_FILE, load_clinc150
 
@@ -84,6 +108,9 @@ def main() -> None:
     print(f"ratio 2 workers / 1 worker: wall {out['ratio_2w_over_1w_wall']:.2f}x, "
           f"teacher compute {out['ratio_2w_over_1w_teacher']:.2f}x")
     print(f"caches equal: max abs diff {diff:.2e}; cache size {out['cache_bytes_per_text']:.0f} bytes/text")
+    per_worker = float(np.mean(list(one["teacher_texts_per_s_per_worker"].values())))
+    startup = max(0.0, one["wall_s"] - len(texts) / one["teacher_texts_per_s_total"])
+    print(plan(per_worker, out["cache_bytes_per_text"], startup))
 
 
 if __name__ == "__main__":

@@ -241,12 +241,12 @@ def run_training(dataset, recipe, cache_dir, strategy: str = "none", out_dir=Non
     from ..students import build_student
     from ..teacher import teacher_outputs
     from ..tokenizer import WordPieceTokenizer, learn_vocabulary
-    from .beam_teacher import pipeline_teacher_inputs
+    from .inputs import pipeline_teacher_inputs
 
     label_names = list(dataset.label_names)
     vocab = learn_vocabulary(dataset.train.texts, recipe.tokenizer)
     tok = WordPieceTokenizer(vocab, recipe.tokenizer)
-    texts, y_train, _ = pipeline_teacher_inputs(dataset, recipe)
+    texts, y_train, _ = pipeline_teacher_inputs(dataset, recipe, vocab)
     x = {s: tok.encode_batch(v) for s, v in texts.items()}
     y_test = dataset.test.label_ids(label_names, "test split")
     x_train, y_fit, teacher = x["train"], y_train, None
