@@ -110,7 +110,7 @@ def test_two_workers_train_a_valid_int8_file_within_one_point(job):
     content = (tmp / "two" / "model_int8.tflite").read_bytes()  # written by the chief only
     check_integer_only(content)
     model = TFLiteModel(content)
-    assert model.input_details[0]["dtype"] == np.int32 and model.output_details[0]["dtype"] == np.int8
+    assert model.input["dtype"] == np.int32 and model.output["dtype"] == np.int8
     acc1 = single["int8"]["test"]["accuracy"]
     acc2 = workers[0]["int8"]["test"]["accuracy"]
     assert acc1 > 0.4, single  # the tiny student learned something (7 classes)

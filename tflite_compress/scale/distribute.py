@@ -30,8 +30,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import sys
-import threading
+import socket
+import time
 from typing import Callable, Iterator
 
 import numpy as np
@@ -97,14 +97,12 @@ def make_strategy(name: str = "none", timeout_seconds: int = DEFAULT_TIMEOUT_SEC
         strategy = tf.distribute.MirroredStrategy()
     else:
         conf = tf_config()
-        _configure_coordination(tf, conf, timeout_seconds)
         workers = list(conf["cluster"].get("chief", [])) + list(conf["cluster"]["worker"])
         message = f"multiworker: the cluster {', '.join(workers)} did not come up within {timeout_seconds} s"
-        # TF waits for unreachable peers inside its runtime (the coordination service's barrier),
-        # where a Python exception cannot reach: a watchdog ends the process with one line, exit 3.
-        watchdog = threading.Timer(timeout_seconds, _give_up, args=(message + " (a peer is unreachable or not started)",))
-        watchdog.daemon = True
-        watchdog.start()
+        # TF waits for unreachable peers inside its runtime, holding the GIL, where neither an
+        # exception nor a Python watchdog can reach: wait for every peer's port first, with a deadline.
+        wait_for_peers(conf, timeout_seconds, message)
+        _configure_coordination(tf, conf, timeout_seconds)
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy(
                 communication_options=tf.distribute.experimental.CommunicationOptions(
@@ -112,16 +110,42 @@ def make_strategy(name: str = "none", timeout_seconds: int = DEFAULT_TIMEOUT_SEC
             _barrier(tf, strategy)
         except (tf.errors.OpError, RuntimeError) as exc:
             raise RunError(f"{message} ({_first_line(exc)})") from None
-        finally:
-            watchdog.cancel()
     _strategy, _strategy_name = strategy, name
     return strategy
 
 
-def _give_up(message: str) -> None:
-    sys.stderr.write(f"Error: {message}\n")
-    sys.stderr.flush()
-    os._exit(RunError.exit_code)
+def wait_for_peers(conf: dict, timeout_seconds: float, message: str) -> None:
+    """Listen on this task's port and connect to every peer's, until all answer or the deadline.
+
+    A peer answers either here (its own wait) or from its TensorFlow server, which binds the same
+    port once its wait is over; this task's listener closes before TensorFlow binds it.
+    """
+    cluster, task = conf["cluster"], conf["task"]
+    me = cluster[task["type"]][int(task["index"])]
+    peers = [a for j in ("chief", "worker") for a in cluster.get(j, []) if a != me]
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", int(me.rsplit(":", 1)[1])))
+        listener.listen(16)
+    except OSError as exc:
+        listener.close()
+        raise RunError(f"multiworker: cannot listen on {me} ({exc})") from None
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        pending = list(peers)
+        while pending:
+            host, port = pending[0].rsplit(":", 1)
+            try:
+                socket.create_connection((host, int(port)), timeout=1.0).close()
+                pending.pop(0)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RunError(f"{message} ({pending[0]} unreachable)") from None
+                time.sleep(0.2)
+        time.sleep(1.0)  # let the peers' own waits see this listener before it closes
+    finally:
+        listener.close()
 
 
 def _first_line(exc: BaseException) -> str:
