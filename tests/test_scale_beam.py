@@ -7,7 +7,6 @@ to seconds of compute plus the workers' start-up.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -16,7 +15,7 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from tflite_compress.errors import InputError, RunError  # noqa: E402
+from tflite_compress.errors import InputError, RunError
 
 pytestmark = pytest.mark.distributed
 
@@ -26,11 +25,14 @@ TWO_WORKERS = ["--runner", "DirectRunner", "--direct_num_workers", "2", "--direc
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from conftest import tiny_clinc
+
+    import tflite_compress._tf  # noqa: F401 - TF_USE_LEGACY_KERAS before keras imports TensorFlow
+    # isort: split
+    import keras
+
     from tflite_compress.config import Recipe, TeacherConfig, TokenizerConfig
     from tflite_compress.data import load_clinc150
     from tflite_compress.scale.beam_teacher import pipeline_teacher_inputs
-    import tflite_compress._tf  # noqa: F401 - TF_USE_LEGACY_KERAS before keras imports TensorFlow
-    import keras
 
     tmp = tmp_path_factory.mktemp("beam")
     data = tmp / "clinc.json"
@@ -107,6 +109,7 @@ def test_missing_or_corrupt_shard_is_an_error_not_a_partial_cache(setup, beam_ca
 
 def test_cli_reports_a_corrupt_shard_on_one_line(setup, beam_cache):
     from click.testing import CliRunner
+
     from tflite_compress.cli import main
 
     cache, res = beam_cache
@@ -156,6 +159,7 @@ def test_a_run_that_dies_half_way_leaves_no_manifest(setup, monkeypatch):
 ])
 def test_bad_runner_option_is_one_line_exit_2(setup, args, needle):
     from click.testing import CliRunner
+
     from tflite_compress.cli import main
 
     r = CliRunner().invoke(main, ["teacher-outputs", "--data", str(setup["data"]), "--cache-dir",

@@ -64,7 +64,9 @@ def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     from conftest import tiny_clinc
+
     import tflite_compress._tf  # noqa: F401 - TF_USE_LEGACY_KERAS before keras imports TensorFlow
+    # isort: split
     import keras
 
     tmp = tmp_path_factory.mktemp("distribute")
@@ -151,7 +153,8 @@ def test_unreachable_worker_is_a_one_line_error(tmp_path):
 
 
 def test_strategy_options_are_checked(monkeypatch):
-    from tflite_compress.scale.distribute import DistributeConfig, tf_config as read_tf_config
+    from tflite_compress.scale.distribute import DistributeConfig
+    from tflite_compress.scale.distribute import tf_config as read_tf_config
 
     with pytest.raises(InputError, match="strategy 'ring' is not one of"):
         DistributeConfig("ring")

@@ -22,8 +22,8 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -32,7 +32,7 @@ import json
 import os
 import socket
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -241,7 +241,7 @@ def quantizer_ranges(model) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for v in model.non_trainable_weights:
         name = v.name
-        if name.endswith("_min:0") or name.endswith("_max:0"):
+        if name.endswith(("_min:0", "_max:0")):
             stem = name[: -len("_min:0")]
             pair = out.setdefault(stem, [0.0, 0.0])
             pair[0 if name.endswith("_min:0") else 1] = float(np.asarray(v.numpy()).ravel()[0])

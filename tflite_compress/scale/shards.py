@@ -36,7 +36,7 @@ def shard_name(index: int) -> str:
 
 def write_shard(folder: str | os.PathLike, index: int, start: int, arrays: dict[str, np.ndarray]) -> dict:
     """Write one shard atomically; return its manifest entry (file, size_bytes, sha256, rows)."""
-    rows = {name: int(len(a)) for name, a in arrays.items()}
+    rows = {name: len(a) for name, a in arrays.items()}
     if len(set(rows.values())) > 1:
         raise RunError(f"shard {index}: arrays of different lengths {rows}")
     buf = io.BytesIO()
