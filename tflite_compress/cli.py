@@ -55,7 +55,8 @@ def demo(name: str, runs_dir: Path, recipe_path: str | None, data_path: Path | N
 
 
 # The other commands live beside their library code; each module adds its own.
-for _module in ("commands_runtime", "commands_compress", "commands_android", "commands_report", "commands_cache"):
+for _module in ("commands_runtime", "commands_compress", "commands_android", "commands_report", "commands_cache",
+                "commands_scale"):
     importlib.import_module(f".{_module}", __package__).register(main)
 
 

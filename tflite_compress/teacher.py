@@ -95,7 +95,23 @@ class FeatureCache:
     def lock(self, key: str):
         return self.store.lock(key)
 
+    def shards_dir(self, key: str) -> Path:
+        """The sharded form of an entry (written by `tflite-compress teacher-outputs` on Beam)."""
+        return Path(self.directory or ".") / f"{key}.shards"
+
+    def where(self, key: str) -> Path:
+        """The file or shard folder an entry is read from (the single file when both exist)."""
+        return self.path(key) if self.path(key).is_file() else self.shards_dir(key)
+
     def load(self, key: str) -> dict[str, np.ndarray] | None:
+        """The entry's arrays, or None when absent. A damaged single `.npz` is moved aside and read
+        as a miss (recomputed); a sharded entry (Beam) is verified against its manifest (sizes,
+        sha256, rows) and a missing or corrupt shard raises `InputError`: never a silently partial cache."""
+        if self.directory is not None and not self.path(key).is_file():
+            from .scale.shards import MANIFEST, load_shards
+
+            if (self.shards_dir(key) / MANIFEST).is_file():
+                return load_shards(self.shards_dir(key), key)
         return self.store.read(key, decode_npz)
 
     def save(self, key: str, arrays: dict[str, np.ndarray]) -> None:
@@ -346,6 +362,47 @@ def teacher_features(config: TeacherConfig, splits: dict[str, Sequence[str]], ca
     return feats, params, False
 
 
+def _data_hash(splits: dict[str, Sequence[str]]) -> str:
+    return hashlib.sha256(json.dumps({k: _hash_texts(v) for k, v in sorted(splits.items())}).encode()).hexdigest()
+
+
+def _encoder_key_source(config: TeacherConfig, model_dir: Path, splits: dict[str, Sequence[str]],
+                        labels_hash: str) -> dict:
+    """What the encoder features of a "minilm"/"preset" teacher depend on (hashed into their key)."""
+    return {
+        "teacher": config.kind + ":" + _hash_file_meta(model_dir), "data": _data_hash(splits),
+        "tokenizer": {"sequence_length": config.sequence_length, "vocab": _hash_file_meta(model_dir / "vocab.txt") if (model_dir / "vocab.txt").is_file() else None},
+        "fine_tune": [config.fine_tune, config.fine_tune_epochs, config.fine_tune_learning_rate, labels_hash if config.fine_tune else None],
+    }
+
+
+def _encoder_key(source: dict) -> str:
+    return "features-" + hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _keras_key(path: Path, student_ids: dict[str, np.ndarray]) -> str:
+    ids_hash = hashlib.sha256(b"".join(np.ascontiguousarray(student_ids[k]).tobytes() for k in sorted(student_ids))).hexdigest()
+    return "keras-" + hashlib.sha256(json.dumps({"teacher": _hash_file_meta(path), "data": ids_hash}).encode()).hexdigest()[:16]
+
+
+def teacher_cache_key(config: TeacherConfig, splits: dict[str, Sequence[str]], train_labels: np.ndarray,
+                      student_ids: dict[str, np.ndarray] | None = None) -> str:
+    """The cache key of the teacher's expensive pass, as `teacher_outputs` computes it: the encoder
+    features of a "minilm"/"preset" teacher, the outputs of a "keras" one (the other kinds run in
+    process). `tflite-compress teacher-outputs` writes this entry on Beam."""
+    if config.kind in ("minilm", "preset"):
+        model_dir = minilm_dir() if config.kind == "minilm" else preset_dir(config.model_path)
+        labels_hash = hashlib.sha256(np.asarray(train_labels, np.int64).tobytes()).hexdigest()
+        return _encoder_key(_encoder_key_source(config, model_dir, splits, labels_hash))
+    if config.kind == "keras":
+        if not config.model_path or not Path(config.model_path).exists():
+            raise InputError(f"{config.model_path}: teacher model not found")
+        if student_ids is None:
+            raise InputError("a Keras teacher consumes token ids; none were given")
+        return _keras_key(Path(config.model_path), student_ids)
+    raise InputError(f"teacher kind {config.kind!r}: only minilm, preset and keras teachers run on Beam")
+
+
 def teacher_outputs(
     config: TeacherConfig,
     splits: dict[str, Sequence[str]],
@@ -363,19 +420,12 @@ def teacher_outputs(
     `unsafe` lets a Keras teacher with Lambda layers load (they run stored code).
     """
     cache = FeatureCache(cache_dir, log)
-    data_hash = hashlib.sha256(
-        json.dumps({k: _hash_texts(v) for k, v in sorted(splits.items())}).encode()
-    ).hexdigest()
     labels_hash = hashlib.sha256(np.asarray(train_labels, np.int64).tobytes()).hexdigest()
 
     if config.kind in ("minilm", "preset"):
         model_dir = minilm_dir() if config.kind == "minilm" else preset_dir(config.model_path)
-        enc_key_src = {
-            "teacher": config.kind + ":" + _hash_file_meta(model_dir), "data": data_hash,
-            "tokenizer": {"sequence_length": config.sequence_length, "vocab": _hash_file_meta(model_dir / "vocab.txt") if (model_dir / "vocab.txt").is_file() else None},
-            "fine_tune": [config.fine_tune, config.fine_tune_epochs, config.fine_tune_learning_rate, labels_hash if config.fine_tune else None],
-        }
-        enc_key = "features-" + hashlib.sha256(json.dumps(enc_key_src, sort_keys=True).encode()).hexdigest()[:16]
+        enc_key_src = _encoder_key_source(config, model_dir, splits, labels_hash)
+        enc_key = _encoder_key(enc_key_src)
         head_key_src = dict(enc_key_src, labels=labels_hash, head=[config.head_epochs, config.head_learning_rate, config.head_batch_size, config.seed], num_labels=num_labels)
         head_key = "logits-" + hashlib.sha256(json.dumps(head_key_src, sort_keys=True).encode()).hexdigest()[:16]
         with cache.lock(enc_key):  # another run computing it: wait, then read its entry
@@ -394,7 +444,7 @@ def teacher_outputs(
                 hit = False
             else:
                 params = int(cached_feats.pop("parameters", params))
-                log(f"teacher: reusing cached features {cache.path(enc_key)}")
+                log(f"teacher: reusing cached features {cache.where(enc_key)}")
                 hit = True
             if cached_logits is None:
                 head = train_linear_head(cached_feats["train"], train_labels, num_labels, config)
@@ -413,12 +463,11 @@ def teacher_outputs(
         path = Path(config.model_path)
         if not path.exists():
             raise InputError(f"{path}: teacher model not found")
-        ids_hash = hashlib.sha256(b"".join(np.ascontiguousarray(student_ids[k]).tobytes() for k in sorted(student_ids))).hexdigest()
-        key = "keras-" + hashlib.sha256(json.dumps({"teacher": _hash_file_meta(path), "data": ids_hash}).encode()).hexdigest()[:16]
+        key = _keras_key(path, student_ids)
         with cache.lock(key):
             hit = _cached_outputs(cache, key)
             if hit is not None:
-                log(f"teacher: reusing cached outputs {cache.path(key)}")
+                log(f"teacher: reusing cached outputs {cache.where(key)}")
                 return TeacherOutputs(hit[0], hit[1], True, key, hit[2], _keras_teacher_name(path))
             teacher = KerasModelTeacher(path, unsafe=unsafe)
             logits, feats = {}, {}
@@ -530,8 +579,7 @@ def tflite_teacher_outputs(config: TeacherConfig, splits: dict[str, Sequence[str
     use_texts = bundle.tokenizer is not None and any(len(v) for v in splits.values())
     if not use_texts and inputs is None:
         raise InputError(f"{path}: a .tflite teacher without vocab.txt/model_info.json beside it needs array inputs")
-    data_hash = (hashlib.sha256(json.dumps({k: _hash_texts(v) for k, v in sorted(splits.items())}).encode()).hexdigest()
-                 if use_texts else _arrays_hash(inputs))
+    data_hash = (_data_hash(splits) if use_texts else _arrays_hash(inputs))
     key = "tflite-" + hashlib.sha256(json.dumps({"teacher": _hash_file_meta(path), "data": data_hash,
                                                  "texts": use_texts}).encode()).hexdigest()[:16]
     desc = f"TFLite model {path.name}"
