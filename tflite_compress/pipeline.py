@@ -208,6 +208,17 @@ def tokenizer_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
                                       "train_truncated_share": truncated}, tokenizer=tokenizer, x=x)
 
 
+def teacher_texts(dataset: TextDataset, recipe: Recipe) -> dict[str, tuple[str, ...]]:
+    """The texts the teacher labels: train/val/test, plus the augmented train copies the recipe asks for
+    (the teacher stage, and `scale/` running the same teacher pass on Beam, both take them from here)."""
+    from . import distill
+
+    texts = {s: getattr(dataset, s).texts for s in SPLITS}
+    if recipe.distill.augment_copies > 0:
+        texts["augmented"] = tuple(distill.augmented_copies(dataset.train.texts, recipe.distill, seed=recipe.seed))
+    return texts
+
+
 def teacher_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     """Teacher logits (and features) for every split, cached; distillation targets for train and val.
 
@@ -228,9 +239,8 @@ def teacher_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     log.step(f"teacher: {recipe.teacher.kind}")
     texts: dict = {}
     if state.is_text:
-        texts = {s: getattr(ds, s).texts for s in SPLITS}
-        if recipe.distill.augment_copies > 0:
-            texts["augmented"] = tuple(distill.augmented_copies(ds.train.texts, recipe.distill, seed=recipe.seed))
+        texts = teacher_texts(ds, recipe)
+        if "augmented" in texts:
             x["augmented"] = state.tokenizer.encode_batch(texts["augmented"])
     elif recipe.teacher.kind in ("minilm", "preset"):
         raise InputError(f"teacher kind {recipe.teacher.kind!r} reads text; the data are arrays")

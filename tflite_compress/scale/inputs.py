@@ -10,14 +10,10 @@ def pipeline_teacher_inputs(dataset, recipe, vocab: list[str] | None = None):
     """(texts per split, train label ids, student ids per split or None) as `run_text_pipeline`
     passes them to `teacher_outputs`: train/val/test, plus the augmented train copies the recipe
     asks for; student ids only for a "keras" teacher (they need the learned vocabulary)."""
-    from ..distill import augment_texts
+    from ..pipeline import teacher_texts
     from ..tokenizer import WordPieceTokenizer, learn_vocabulary
 
-    texts = {s: getattr(dataset, s).texts for s in ("train", "val", "test")}
-    d = recipe.distill
-    if d.augment_copies > 0:
-        texts["augmented"] = tuple(augment_texts(dataset.train.texts, d.augment_copies, d.augment_word_dropout,
-                                                 d.augment_swap_probability, seed=recipe.seed))
+    texts = teacher_texts(dataset, recipe)
     labels = dataset.train.label_ids(list(dataset.label_names), "train split")
     ids = None
     if recipe.teacher.kind == "keras":
