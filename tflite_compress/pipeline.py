@@ -309,13 +309,17 @@ def prune_stage(model, recipe: Recipe, x_train: np.ndarray, targets: np.ndarray,
     distill.fit(pruned, x_train, targets, recipe.prune.epochs, batch,
                 callbacks=prune.callbacks(), verbose=verbose, seed=recipe.seed + 1)
     stripped = prune.strip(pruned)
-    overall = prune.overall_sparsity(stripped)
+    measured = prune.sparsity_report(stripped, recipe.prune)  # over the weights it wrapped
+    overall = measured["sparsity"]
+    for name, info in measured["not_pruned"].items():
+        log(f"      not pruned: {name} ({info['weights']:,} weights, sparsity {info['sparsity']:.1%}): {info['why']}")
     per_layer = recipe.prune.layer_targets or recipe.prune.exclude_layers  # overall differs from the target then
     if not per_layer and overall < recipe.prune.target_sparsity - 0.02:
         raise RunError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
                          "raise prune.epochs or lower prune.end_fraction")
     pm = evaluate(stripped)
-    stages["pruned"] = {"sparsity": overall, "sparsity_by_layer": prune.sparsity_by_layer(stripped), "test": pm}
+    stages["pruned"] = {"sparsity": overall, "sparsity_by_layer": measured["by_layer"],
+                        "not_pruned": measured["not_pruned"], "test": pm}
     timings["pruned"] = time.perf_counter() - t0
     log(f"      pruned: sparsity {overall:.1%}, test {_fmt_acc(pm)}")
     return stripped

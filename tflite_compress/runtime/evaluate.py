@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..tokenizer import TokenizerConfig, WordPieceTokenizer
 from .interpreter import RuntimeOptions, TFLiteModel, load_model, ops_with_types, tensor_type_name, time_invokes_us
 
-INTEGER_TYPES = ("int8", "int32")
+INTEGER_TYPES = ("int8", "int32", "bool")  # bool: comparisons on ids (masks)
 
 
 @dataclasses.dataclass

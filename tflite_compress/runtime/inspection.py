@@ -14,7 +14,7 @@ from ..errors import InputError
 from .flatbuffer import FlatModel, Tensor, parse_model
 from .interpreter import RuntimeOptions, TFLiteModel, _read_file
 
-INTEGER_TYPES = ("int8", "int32")
+INTEGER_TYPES = ("int8", "int32", "bool")  # bool: comparisons on ids (masks)
 
 
 def _quant(t: Tensor) -> dict | None:
