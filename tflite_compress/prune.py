@@ -86,10 +86,34 @@ def prune(model: "keras.Model", config: PruneConfig, total_steps: int) -> "keras
             return layer
         weight = _main_weight(layer)
         m_by_n = tuple(config.m_by_n) if config.m_by_n and weight is not None and len(weight.shape) in (2, 4) else None
+        if getattr(layer, "supports_masking", False):  # e.g. Embedding(mask_zero=True) ahead of an LSTM
+            return _MaskingPruneLowMagnitude(layer, pruning_schedule=schedule(config, total_steps, target),
+                                             sparsity_m_by_n=m_by_n)
         return _s.prune_low_magnitude(layer, pruning_schedule=schedule(config, total_steps, target),
                                       sparsity_m_by_n=m_by_n)
 
     return keras.models.clone_model(clone, clone_function=wrap)
+
+
+def _masking_wrapper_class():
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
+    class MaskingPruneLowMagnitude(PruneLowMagnitude):
+        """tfmot's pruning wrapper, passing on the mask of the layer it wraps (tfmot's drops it: an
+        Embedding(mask_zero=True) under it would leave the LSTM after it unmasked while pruning)."""
+
+        def __init__(self, layer, **kwargs):
+            kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")  # tfmot's own naming
+            super().__init__(layer, **kwargs)
+            self.supports_masking = True
+
+        def compute_mask(self, inputs, mask=None):
+            return self.layer.compute_mask(inputs, mask)
+
+    return MaskingPruneLowMagnitude
+
+
+_MaskingPruneLowMagnitude = _masking_wrapper_class()
 
 
 def _registry():
@@ -111,7 +135,10 @@ def not_prunable_reason(layer) -> str | None:
         return DEPTHWISE_REASON
     if not _registry().supports(inner):
         return f"tfmot cannot prune {type(inner).__name__} layers"
-    if not prunable_weights(inner):
+    reg = _registry()
+    names = ([n for cell in reg._get_rnn_cells(inner) for n in reg._RNN_CELLS_WEIGHTS_MAP.get(cell.__class__, [])]
+             if reg._is_rnn_layer(inner) else reg._weight_names(inner))
+    if not names:  # by name: a layer being cloned is not built yet
         return f"tfmot prunes no weight of {type(inner).__name__} layers"
     return None
 

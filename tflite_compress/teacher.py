@@ -206,6 +206,22 @@ def train_linear_head(
     return lambda f: (np.asarray(f, np.float32) * scale) @ weights[0] + weights[1]
 
 
+def _load_keras_teacher(path: Path):
+    """Keras 3 for Keras 3 files; tf-keras for `.keras` files saved by tf-keras, `.h5` and SavedModels."""
+    from .models import keras_file_info
+
+    tf_keras_file = path.is_dir() or path.suffix.lower() in (".h5", ".hdf5") or (
+        path.suffix.lower() == ".keras" and not keras_file_info(path)[0].startswith("3"))
+    if tf_keras_file:
+        from ._tf import keras as tf_keras
+
+        kwargs = {"safe_mode": True} if path.suffix.lower() == ".keras" else {}
+        return tf_keras.models.load_model(path, compile=False, **kwargs)
+    import keras
+
+    return keras.saving.load_model(path, safe_mode=True)
+
+
 class KerasModelTeacher:
     """A user's Keras model (Keras 3 or tf-keras) that maps student token ids to logits.
 
@@ -216,10 +232,8 @@ class KerasModelTeacher:
         self.path = Path(model_path)
         if not self.path.exists():
             raise InputError(f"{self.path}: teacher model not found")
-        import keras
-
         try:
-            self.model = keras.saving.load_model(self.path, safe_mode=True)
+            self.model = _load_keras_teacher(self.path)
         except Exception as exc:  # noqa: BLE001 - any load failure is bad input
             raise InputError(f"{self.path}: cannot load teacher model ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
 
@@ -232,12 +246,14 @@ class KerasModelTeacher:
         return int(self.model.count_params())
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import keras
-
         logits = np.asarray(self.model.predict(x, verbose=0, batch_size=256))
         feats = logits
-        dense = [lay for lay in self.model.layers if isinstance(lay, keras.layers.Dense)]
+        dense = [lay for lay in self.model.layers if type(lay).__name__ == "Dense"]  # Keras 3 or tf-keras
         if dense:
+            if type(self.model).__module__.startswith("tf_keras"):
+                from ._tf import keras
+            else:
+                import keras
             sub = keras.Model(self.model.inputs, dense[-1].input)
             feats = np.asarray(sub.predict(x, verbose=0, batch_size=256))
         return logits, feats
