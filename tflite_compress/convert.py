@@ -3,6 +3,10 @@
 The representative dataset comes from `calibration_data/` (float32 or int32 samples, batch 1).
 After conversion the file is loaded in the interpreter and every op output is checked: a
 float tensor left between ops is an error, not a warning.
+
+Recurrent models (LSTM, GRU, SimpleRNN, Bidirectional; masked or not) convert at a fixed batch of
+1 through `conversion_model` (fused LSTM builtins, unrolled GRUs, masked outputs taken at the last
+valid step); `check_recurrent` refuses, in one line naming the layer, what has no integer-only form.
 """
 
 from __future__ import annotations
