@@ -113,27 +113,33 @@ def test_bad_recipe_values_fail_at_load_before_any_tensorflow(tmp_path, recipe, 
     assert not (tmp_path / "runs").exists()
 
 
-def test_conversion_failure_is_exit_3(tmp_path):
-    """A valid model the converter cannot make integer-only (SELU lowers to a GREATER with bool output): exit 3."""
-    import numpy as np
+def test_model_without_integer_only_form_is_exit_3(tmp_path):
+    """Valid input the tool cannot make integer-only (a masked LSTM returning sequences): exit 3, one
+    line naming the layer, before any training, nothing written, no MLIR dump."""
+    import keras
 
-    from tflite_compress._tf import keras
-
-    inp = keras.Input((6,), name="x")
-    h = keras.layers.Dense(8, activation="selu")(inp)
-    model = keras.Model(inp, keras.layers.Dense(3)(h))
-    model.save(tmp_path / "selu.keras")
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "train.npz", x=rng.normal(size=(60, 6)).astype(np.float32), y=rng.integers(0, 3, 60))
-    res = CliRunner().invoke(main, ["compress", str(tmp_path / "selu.keras"), "--train", str(tmp_path / "train.npz"),
-                                    "--recipe", "ptq-only", "-o", str(tmp_path / "out")])
+    words = ["play", "music", "song", "weather", "rain", "sunny"]
+    with open(tmp_path / "train.csv", "w", encoding="utf-8") as f:
+        f.write("text,label\n")
+        for i in range(40):
+            f.write(f"{words[i % 3]} {words[(i + 1) % 3]},music\n{words[3 + i % 3]} {words[3 + (i + 1) % 3]},weather\n")
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", *words]) + "\n", encoding="utf-8")
+    (tmp_path / "labels.txt").write_text("music\nweather\n", encoding="utf-8")
+    inp = keras.Input((8,), dtype="int32")
+    h = keras.layers.Embedding(len(words) + 2, 4, mask_zero=True)(inp)
+    h = keras.layers.LSTM(4, return_sequences=True, name="seq_lstm")(h)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    keras.Model(inp, keras.layers.Dense(2)(h)).save(tmp_path / "seq.keras")
+    res = CliRunner().invoke(main, ["compress", str(tmp_path / "seq.keras"), "--train", str(tmp_path / "train.csv"),
+                                    "--vocab", str(tmp_path / "vocab.txt"), "--labels", str(tmp_path / "labels.txt"),
+                                    "-o", str(tmp_path / "out")])
     assert res.exit_code == 3, res.output
     lines = res.stderr.strip().splitlines()  # progress lines, then the error
     errors = [ln for ln in lines if ln.startswith("Error:")]
     assert len(errors) == 1 and lines[-1] == errors[0], res.stderr
-    assert "INT8 model is not integer-only" in errors[0] and "GREATER" in errors[0], errors[0]
+    assert "'seq_lstm'" in errors[0] and "dynamic-range" in errors[0], errors[0]
     assert not any("loc(" in ln for ln in lines)  # no MLIR dump
-    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    assert not (tmp_path / "out").exists()
 
 
 def test_gate_errors_are_exit_1_through_gate_error(tmp_path):

@@ -266,7 +266,40 @@ def _load_user_model(opts: CompressOptions, recipe: Recipe, sample, skipped: dic
                     "distill.epochs=0 keeps the float model as given)")
             notes.append(note)  # printed with the results (after the fit checks)
     loaded = strip_final_softmax(loaded, log=log)
+    if loaded.trainable_by_tfmot:
+        recipe = _quantization_path(loaded.model, recipe, skipped)
     return loaded, recipe
+
+
+RECURRENT_PTQ_REASON = ("recurrent layer(s) {names}: tfmot 0.8.1's 8-bit QAT does not support LSTM/GRU layers "
+                        "(\"Layer ... is not supported\"); post-training INT8 instead, calibrated on the train data")
+
+
+def _quantization_path(model, recipe: Recipe, skipped: dict) -> Recipe:
+    """QAT where tfmot can, else post-training INT8 with the reason (printed with the skipped stages).
+
+    Models with LSTM/GRU/Bidirectional layers are refused first, before any training, when a layer
+    cannot become integer-only (`convert.check_recurrent`: one line naming it, exit 3).
+    """
+    from . import qat
+    from .convert import check_recurrent, recurrent_layers
+
+    names = recurrent_layers(model)
+    if names:
+        check_recurrent(model)
+    if not recipe.stages.qat:
+        return recipe
+    if names:
+        why = RECURRENT_PTQ_REASON.format(names=", ".join(repr(n) for n in names))
+    else:
+        try:
+            qat.quantize_student(model, preserve_sparsity=False)
+            return recipe
+        except (InputError, ValueError, TypeError, RuntimeError) as exc:
+            why = (f"tfmot cannot quantization-aware train this model ({str(exc).splitlines()[0][:160]}); "
+                   "post-training INT8 instead, calibrated on the train data")
+    skipped["qat"] = why
+    return recipe.replace(stages=dataclasses.replace(recipe.stages, qat=False))
 
 
 def _precheck_stages(model, recipe: Recipe, path) -> None:

@@ -289,6 +289,8 @@ def _translate_object(value: Any, where: str):
     if not (isinstance(value, dict) and "class_name" in value and "module" in value):
         return value
     module = str(value.get("module", ""))
+    if module.startswith(("keras.layers", "keras.src.layers")):  # a wrapped layer (Bidirectional's LSTM)
+        return _translate_layer(value)
     kind = module.rsplit(".", 1)[-1]
     target = {"initializers": keras.initializers, "regularizers": keras.regularizers,
               "constraints": keras.constraints}.get(kind)
@@ -364,11 +366,30 @@ def _translate_nodes(entry: dict) -> list:
     for node in entry.get("inbound_nodes", []):
         if not isinstance(node, dict):
             raise _NoTwin(f"layer {entry.get('name')!r}: unknown node format")
-        kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if v is not None and not _history(v)}
-        if any(_history(v) for v in (node.get("kwargs") or {}).values()):
+        # A `mask` tensor is how Keras 3 records the mask of Embedding(mask_zero=True) or Masking:
+        # tf-keras propagates that mask itself, so the argument is dropped (`_mask_only_layers`).
+        given = {k: v for k, v in (node.get("kwargs") or {}).items() if k != "mask"}
+        kwargs = {k: v for k, v in given.items() if v is not None and not _history(v)}
+        if any(_history(v) for v in given.values()):
             raise _NoTwin(f"layer {entry.get('name')!r}: tensor keyword arguments are not rebuilt")
         nodes.append([h + [kwargs] for h in _history(node.get("args", []))])
     return nodes
+
+
+def _mask_only_layers(entries: list) -> set[str]:
+    """Layers whose outputs feed only `mask=` arguments (Keras 3's NotEqual(ids, 0) beside an
+    Embedding with mask_zero=True): tf-keras computes those masks itself, so they are left out."""
+    as_mask: set[str] = set()
+    as_input: set[str] = set()
+    for entry in entries:
+        for node in entry.get("inbound_nodes", []) if isinstance(entry.get("inbound_nodes"), list) else []:
+            if not isinstance(node, dict):
+                continue
+            for key, value in (node.get("kwargs") or {}).items():
+                (as_mask if key == "mask" else as_input).update(h[0] for h in _history(value))
+            as_input.update(h[0] for h in _history(node.get("args", [])))
+    return {name for name in as_mask - as_input
+            if any(e.get("name") == name and e["class_name"] in ("NotEqual", "Equal", "Masking") for e in entries)}
 
 
 def keras3_config_to_tf_keras(config: dict) -> tuple[dict, list[str]]:
@@ -377,7 +398,10 @@ def keras3_config_to_tf_keras(config: dict) -> tuple[dict, list[str]]:
     inner = config.get("config") or {}
     problems: list[str] = []
     layers = []
+    mask_only = _mask_only_layers(inner.get("layers", []))
     for entry in inner.get("layers", []):
+        if entry.get("name") in mask_only:
+            continue
         try:
             translated = _translate_layer(entry)
         except _NoTwin as exc:

@@ -319,15 +319,18 @@ def prune_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     distill.fit(pruned, state.x["train"], state.targets["train"], recipe.prune.epochs, batch,
                 callbacks=prune.callbacks(), verbose=state.verbose, seed=recipe.seed + 1)
     stripped = prune.strip(pruned)
-    overall = prune.overall_sparsity(stripped)
+    measured = prune.sparsity_report(stripped, recipe.prune)  # over the weights it wrapped
+    overall = measured["sparsity"]
+    for name, info in measured["not_pruned"].items():
+        log.detail(f"not pruned: {name} ({info['weights']:,} weights, sparsity {info['sparsity']:.1%}): {info['why']}")
     per_layer = recipe.prune.layer_targets or recipe.prune.exclude_layers  # overall differs from the target then
     if not per_layer and overall < recipe.prune.target_sparsity - 0.02:
         raise RunError(f"pruning reached {overall:.1%}, short of the {recipe.prune.target_sparsity:.0%} target: "
                        "raise prune.epochs or lower prune.end_fraction")
     pm, _ = state.test_metrics(stripped)
     log.detail(f"pruned: sparsity {overall:.1%}, test {_fmt_acc(pm)}")
-    return state.record("pruned", {"sparsity": overall, "sparsity_by_layer": prune.sparsity_by_layer(stripped),
-                                   "test": pm}, model=stripped)
+    return state.record("pruned", {"sparsity": overall, "sparsity_by_layer": measured["by_layer"],
+                                   "not_pruned": measured["not_pruned"], "test": pm}, model=stripped)
 
 
 def qat_stage(state: ClassifierState, log: StageLog) -> ClassifierState:

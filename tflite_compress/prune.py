@@ -71,21 +71,117 @@ def prune(model: "keras.Model", config: PruneConfig, total_steps: int) -> "keras
         target = targets.get(layer.name, config.target_sparsity)
         if isinstance(layer, keras.layers.InputLayer) or target <= 0:
             return layer
-        supported = isinstance(layer, _s.PrunableLayer) or _prunable_by_registry(layer)
-        if not supported:
+        if not_prunable_reason(layer) is not None:
             return layer
         weight = _main_weight(layer)
         m_by_n = tuple(config.m_by_n) if config.m_by_n and weight is not None and len(weight.shape) in (2, 4) else None
+        if getattr(layer, "supports_masking", False):  # e.g. Embedding(mask_zero=True) ahead of an LSTM
+            return _MaskingPruneLowMagnitude(layer, pruning_schedule=schedule(config, total_steps, target),
+                                             sparsity_m_by_n=m_by_n)
         return _s.prune_low_magnitude(layer, pruning_schedule=schedule(config, total_steps, target),
                                       sparsity_m_by_n=m_by_n)
 
     return keras.models.clone_model(clone, clone_function=wrap)
 
 
-def _prunable_by_registry(layer) -> bool:
+def _masking_wrapper_class():
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
+    class MaskingPruneLowMagnitude(PruneLowMagnitude):
+        """tfmot's pruning wrapper, passing on the mask of the layer it wraps (tfmot's drops it: an
+        Embedding(mask_zero=True) under it would leave the LSTM after it unmasked while pruning)."""
+
+        def __init__(self, layer, **kwargs):
+            kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")  # tfmot's own naming
+            super().__init__(layer, **kwargs)
+            self.supports_masking = True
+
+        def compute_mask(self, inputs, mask=None):
+            return self.layer.compute_mask(inputs, mask)
+
+    return MaskingPruneLowMagnitude
+
+
+_MaskingPruneLowMagnitude = _masking_wrapper_class()
+
+
+def _registry():
     from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
 
-    return PruneRegistry.supports(layer)
+    return PruneRegistry
+
+
+DEPTHWISE_REASON = ("depthwise kernel, dense by design (tfmot's registry prunes no depthwise weight; a 3x3 "
+                    "filter per channel has few weights and each one matters)")
+
+
+def not_prunable_reason(layer) -> str | None:
+    """Why `prune` leaves this weighted layer dense, or None when it is wrapped."""
+    inner = getattr(layer, "layer", layer)
+    if isinstance(inner, _s.PrunableLayer):
+        return None
+    if isinstance(inner, keras.layers.DepthwiseConv2D):
+        return DEPTHWISE_REASON
+    if not _registry().supports(inner):
+        return f"tfmot cannot prune {type(inner).__name__} layers"
+    reg = _registry()
+    names = ([n for cell in reg._get_rnn_cells(inner) for n in reg._RNN_CELLS_WEIGHTS_MAP.get(cell.__class__, [])]
+             if reg._is_rnn_layer(inner) else reg._weight_names(inner))
+    if not names:  # by name: a layer being cloned is not built yet
+        return f"tfmot prunes no weight of {type(inner).__name__} layers"
+    return None
+
+
+def prunable_weights(layer) -> list:
+    """The weights tfmot prunes in `layer` (wrapped or stripped): kernels, embedding tables, an
+    RNN cell's kernel and recurrent kernel; [] for a layer it cannot prune."""
+    inner = getattr(layer, "layer", layer)
+    if isinstance(inner, _s.PrunableLayer):
+        return list(inner.get_prunable_weights())
+    reg = _registry()
+    if isinstance(inner, keras.layers.DepthwiseConv2D) or not reg.supports(inner):
+        return []
+    if reg._is_rnn_layer(inner):
+        return [getattr(cell, name) for cell in reg._get_rnn_cells(inner)
+                for name in reg._RNN_CELLS_WEIGHTS_MAP.get(cell.__class__, [])]
+    out = []
+    for name in reg._weight_names(inner):
+        obj = inner
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        out.append(obj)
+    return out
+
+
+def sparsity_report(model: "keras.Model", config: PruneConfig) -> dict:
+    """Sparsity of a pruned (stripped) model over the weights `prune` wrapped, and apart from it
+    each weighted layer left dense, with its own sparsity and the reason.
+
+    Returns {"sparsity": share of zeros over the wrapped weights, "by_layer": {layer: sparsity},
+    "not_pruned": {layer: {"sparsity", "weights", "why"}}}.
+    """
+    targets = layer_targets(config)
+    zeros = total = 0
+    by_layer, not_pruned = {}, {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        weights = [w.numpy() for w in prunable_weights(inner)]
+        why = not_prunable_reason(inner)
+        if why is None and targets.get(inner.name, config.target_sparsity) <= 0:
+            why = "excluded by the recipe (prune.exclude_layers / layer_targets)"
+        if why is not None:
+            main = [w.numpy() for w in inner.trainable_weights if len(w.shape) >= 2]
+            if main:
+                size = sum(w.size for w in main)
+                not_pruned[inner.name] = {"sparsity": float(sum(np.sum(w == 0) for w in main) / size),
+                                          "weights": int(size), "why": why}
+            continue
+        if not weights:
+            continue
+        z, n = sum(int(np.sum(w == 0)) for w in weights), sum(w.size for w in weights)
+        by_layer[inner.name] = z / n
+        zeros, total = zeros + z, total + n
+    return {"sparsity": zeros / total if total else 0.0, "by_layer": by_layer, "not_pruned": not_pruned}
 
 
 def callbacks() -> list:

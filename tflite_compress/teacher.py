@@ -223,6 +223,23 @@ def train_linear_head(
     return lambda f: (np.asarray(f, np.float32) * scale) @ weights[0] + weights[1]
 
 
+def _load_keras_teacher(path: Path, unsafe: bool = False):
+    """Keras 3 for Keras 3 files; tf-keras for `.keras` files saved by tf-keras and `.h5`
+    (SavedModel folders run through their serving signature, in `KerasModelTeacher`)."""
+    from .models import keras_file_info
+
+    tf_keras_file = path.is_dir() or path.suffix.lower() in (".h5", ".hdf5") or (
+        path.suffix.lower() == ".keras" and not keras_file_info(path)[0].startswith("3"))
+    if tf_keras_file:
+        from ._tf import keras as tf_keras
+
+        kwargs = {"safe_mode": not unsafe} if path.suffix.lower() == ".keras" else {}
+        return tf_keras.models.load_model(path, compile=False, **kwargs)
+    import keras
+
+    return keras.saving.load_model(path, safe_mode=not unsafe)
+
+
 class KerasModelTeacher:
     """A user's Keras model (Keras 3 or tf-keras `.keras`/`.h5`, or a SavedModel folder) mapping the
     student's inputs to logits.
@@ -240,10 +257,8 @@ class KerasModelTeacher:
         if self.path.is_dir():
             self._load_saved_model()
             return
-        import keras
-
         try:
-            self.model = keras.saving.load_model(self.path, safe_mode=not unsafe)
+            self.model = _load_keras_teacher(self.path, unsafe)
         except Exception as exc:  # noqa: BLE001 - any load failure is bad input
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "safe_mode" in msg or "lambda" in msg.lower():
@@ -290,12 +305,14 @@ class KerasModelTeacher:
                 rows.append(np.asarray(next(iter(out.values()))))
             logits = np.concatenate(rows).reshape(len(x), -1)
             return logits, logits
-        import keras
-
         logits = np.asarray(self.model.predict(x, verbose=0, batch_size=256))
         feats = logits
-        dense = [lay for lay in self.model.layers if isinstance(lay, keras.layers.Dense)]
+        dense = [lay for lay in self.model.layers if type(lay).__name__ == "Dense"]  # Keras 3 or tf-keras
         if dense:
+            if type(self.model).__module__.startswith("tf_keras"):
+                from ._tf import keras
+            else:
+                import keras
             sub = keras.Model(self.model.inputs, dense[-1].input)
             feats = np.asarray(sub.predict(x, verbose=0, batch_size=256))
         return logits, feats

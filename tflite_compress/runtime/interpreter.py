@@ -20,7 +20,7 @@ from ..errors import InputError, RunError
 from .flatbuffer import FlatModel, parse_model
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-INTEGER_TYPES = ("int8", "int32")
+INTEGER_TYPES = ("int8", "int32", "bool")  # bool: comparisons on ids (masks)
 OP_DETAIL_KEYS = ("index", "op_name", "inputs", "outputs")
 
 
@@ -211,8 +211,7 @@ class TFLiteModel:
             raise InputError(f"{self.name}: input rows have shape {tuple(x.shape[1:])}, the model expects {expected}")
         sig = self.input.get("shape_signature")
         if sig is None or len(sig) == 0 or int(sig[0]) != -1:
-            if self.input_shape[0] != 1:
-                batch_size = self.input_shape[0]
+            batch_size = self.input_shape[0]  # a fixed batch (e.g. recurrent models, converted at batch 1)
         outs = []
         for start in range(0, len(x), batch_size):
             chunk = self.quantize_input(x[start:start + batch_size])
