@@ -486,14 +486,18 @@ def dump_golden(golden: dict) -> str:
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
+def _json_file(path: Path, missing: str):
+    _need(path.is_file(), path, missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+
+
 def read_jvm_ids(path: str | os.PathLike) -> dict:
     """The ids file the JVM tests write (android_demo/core/target/jvm_token_ids.json)."""
     path = Path(path)
-    _need(path.is_file(), path, "JVM ids file not found (run: mvn -q -f android_demo/core test)")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    obj = _json_file(path, "JVM ids file not found (run: mvn -q -f android_demo/core test)")
     _need(isinstance(obj, dict) and isinstance(obj.get("token_ids"), list), path, "expected an object with token_ids")
     return obj
 
@@ -504,11 +508,7 @@ ARM64_LABEL_KEY = "label_arm64_xnnpack"
 def read_golden(path: str | os.PathLike = DEFAULT_GOLDEN) -> dict:
     """The golden file, checked: a JSON object with a list of cases, each with text and label."""
     path = Path(path)
-    _need(path.is_file(), path, "golden file not found")
-    try:
-        golden = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    golden = _json_file(path, "golden file not found")
     _need(isinstance(golden, dict) and isinstance(golden.get("cases"), list), path, "expected an object with cases")
     for c in golden["cases"]:
         _need(isinstance(c, dict) and isinstance(c.get("text"), str) and isinstance(c.get("label"), str), path,

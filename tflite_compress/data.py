@@ -86,6 +86,17 @@ def _read_json(path: Path):
         raise InputError(f"{path}: not valid JSON ({exc})") from None
 
 
+def jsonl_rows(path, lines: Sequence[str]):
+    """(line number, decoded value) of every non-blank JSON line; `InputError` naming the first bad line."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {n} is not JSON ({exc.msg})") from None
+
+
 def load_clinc150(path: str | os.PathLike = CLINC150_FILE) -> TextDataset:
     """CLINC150 "full", oos-train scheme: out-of-scope is class `oos` in every split."""
     path = Path(path)
@@ -148,13 +159,7 @@ def load_text_file(
         raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
     rows: list[dict] = []
     if suffix in (".jsonl", ".ndjson"):
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}: line {n} is not JSON ({exc.msg})") from None
+        for n, row in jsonl_rows(path, raw.splitlines()):
             if not isinstance(row, dict):
                 raise InputError(f"{path}: line {n} is not a JSON object")
             rows.append(row)

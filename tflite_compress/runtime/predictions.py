@@ -66,14 +66,10 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
         lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): texts may hold U+2028 and the like
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    from ..data import jsonl_rows
+
     rows, seen = [], set()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {n} is not JSON ({exc.msg})") from None
+    for n, row in jsonl_rows(path, lines):
         missing = [k for k in KEYS if not isinstance(row, dict) or k not in row]
         if missing:
             raise InputError(f"{path}: line {n} is not a prediction (missing {', '.join(missing)}; "
