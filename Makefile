@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 ANDROID_PY := $(PY)
 ANDROID_RUN ?= runs/clinc150
 
-.PHONY: install demo test test-slow lint clean help
+.PHONY: install demo demo-lm test test-slow lint clean help
 
 help:
 	@echo "make demo   - compress CLINC150 with the MiniLM teacher into runs/clinc150/ (INT8 .tflite)"
+	@echo "make demo-lm - a Chit-Chat decoder LM: teacher, distilled + pruned student, KV-cache .tflite in runs/chitchat-lm/"
 	@echo "make test   - the test suite (Python + android_demo/core JVM tests)"
 	@echo "make install, make test-slow, make clean"
 
@@ -27,6 +28,9 @@ install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/tflite-compress demo
+
+demo-lm: install
+	$(VENV)/bin/tflite-compress demo-lm
 
 test: install
 	$(MAKE) android-test

@@ -26,7 +26,7 @@ class LMTokenizerConfig:
 
     vocabulary_size: int = 1000
     min_frequency: int = 5
-    max_train_texts: int = 60000  # turns the vocabulary is learned on (a sample of the train split)
+    max_train_texts: int = 15000  # turns the vocabulary is learned on (a sample of the train split)
 
     def __post_init__(self):
         _check("tokenizer.vocabulary_size", 16 <= self.vocabulary_size <= 65536, self.vocabulary_size, "16..65536")

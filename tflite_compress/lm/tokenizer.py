@@ -75,7 +75,7 @@ class LMTokenizer(WordPieceTokenizer):
                 out[-1] = out[-1] + tok[len(suffix):]
             else:
                 out.append(tok)
-        return " ".join(out).replace(" \n ", "\n").replace(" \n", "\n").replace("\n ", "\n").strip(" ")
+        return " ".join(out).replace(" \n ", "\n").replace(" \n", "\n").replace("\n ", "\n").strip()
 
 
 def stream(conversations: Sequence[Sequence[str]], tokenizer: LMTokenizer, max_tokens: int | None = None) -> np.ndarray:
