@@ -86,7 +86,7 @@ class LMPruneConfig:
 
     target_sparsity: float = 0.3
     epochs: int = 1
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
 
     def __post_init__(self):
         _check("prune.target_sparsity", 0.0 <= self.target_sparsity < 1.0, self.target_sparsity, "a number in [0, 1)")
@@ -129,9 +129,9 @@ class LMRecipe:
     seed: int = 0
     tokenizer: LMTokenizerConfig = LMTokenizerConfig()
     teacher: DecoderConfig = DecoderConfig(layers=4, dim=128, heads=4, ff_dim=512)
-    teacher_train: TrainConfig = TrainConfig(epochs=2, learning_rate=1e-3)
+    teacher_train: TrainConfig = TrainConfig(epochs=3, batch_size=16, learning_rate=2e-3)
     student: DecoderConfig = DecoderConfig()
-    student_train: TrainConfig = TrainConfig()
+    student_train: TrainConfig = TrainConfig(epochs=3, batch_size=16, learning_rate=4e-3)
     distill: LMDistillConfig = LMDistillConfig()
     prune: LMPruneConfig = LMPruneConfig()
     export: LMExportConfig = LMExportConfig()
