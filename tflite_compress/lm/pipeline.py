@@ -123,7 +123,7 @@ def teacher_stage(state: LMState, log) -> LMState:
 
     r = state.recipe
     key = _teacher_key(state)
-    path = state.cache_dir / f"lm-teacher-{key}.weights.h5"
+    path = state.cache_dir / f"lm-teacher-{key}.h5"  # tf-keras HDF5 weights (".weights.h5" would mean Keras 3's format)
     teacher = build_decoder(r.teacher, len(state.tokenizer.vocab), "teacher", r.seed)
     params = count_params(teacher)
     if path.is_file():
@@ -134,7 +134,7 @@ def teacher_stage(state: LMState, log) -> LMState:
 
             rec = {"cache_hit": True, "val_perplexity_keras": distill.keras_perplexity(
                 teacher, windows(state.ids["val"], r.teacher.context))}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             log.detail(f"cache entry unreadable ({str(exc)[:80]}); training again")
             path.unlink(missing_ok=True)
             return teacher_stage(state, log)
