@@ -14,10 +14,11 @@ DEVICE_CACHE ?= $(HOME)/.cache/tflite-compress
 ARM64_CACHE ?= $(DEVICE_CACHE)/arm64
 TFLITE_RUNTIME_CACHE ?= $(DEVICE_CACHE)/tflite-runtime
 
-.PHONY: install browser demo test test-slow test-arm64 arm64-golden tflite-runtime-env lint clean help
+.PHONY: install browser demo demo-lm test test-slow test-arm64 arm64-golden tflite-runtime-env lint clean help
 
 help:
 	@echo "make demo   - compress CLINC150 with the MiniLM teacher into runs/clinc150/ (INT8 .tflite)"
+	@echo "make demo-lm - a Chit-Chat decoder LM: teacher, distilled + pruned student, KV-cache .tflite in runs/chitchat-lm/"
 	@echo "make test   - the test suite (Python + android_demo/core JVM tests + ARM64 parity + tflite-runtime)"
 	@echo "make test-arm64 - the harness on emulated ARM64 vs x86, per prediction (golden + CLINC150 test)"
 	@echo "make arm64-golden - record ARM64 XNNPACK labels in android_demo/golden/intent_golden.json"
@@ -35,6 +36,9 @@ install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/tflite-compress demo
+
+demo-lm: install
+	$(VENV)/bin/tflite-compress demo-lm
 
 # Headless Chromium (Debian's package) renders report.html in tests/test_report_html.py.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

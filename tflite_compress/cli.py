@@ -56,7 +56,7 @@ def demo(name: str, runs_dir: Path, recipe_path: str | None, data_path: Path | N
 
 # The other commands live beside their library code; each module adds its own.
 for _module in ("commands_runtime", "commands_compress", "commands_android", "commands_report", "commands_cache",
-                "commands_scale"):
+                "commands_scale", "commands_lm"):
     importlib.import_module(f".{_module}", __package__).register(main)
 
 

@@ -1,0 +1,377 @@
+"""The language-model pipeline: corpus -> tokenizer -> teacher -> student on data -> distilled
+student -> pruned -> export (float, dynamic-range int8, full int8) -> evaluate, on `stages.py`.
+
+Every figure of the report is measured from a written `.tflite` file in the interpreter
+(`runtime.lm`), on the test split: perplexity and next-token accuracy (teacher-forced), BLEU and
+ROUGE of greedy replies, decode tokens/s through the cache. Two reference rows come from the
+same split and tokenizer: an interpolated bigram's perplexity and the BLEU/ROUGE of always
+answering the most frequent train reply.
+
+The teacher (the same decoder builder, larger) is trained on the train split and cached in
+`cache_dir` under a key hashed from the corpus, the vocabulary and its config; a cached teacher
+is loaded, not retrained (the report says which).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..errors import RunError
+from ..files import atomic_write_json, atomic_write_text, staged_dir
+from ..stages import PipelineState, Stage, log_stderr, run_stages
+from .config import LMRecipe
+from .corpus import LICENCE, Corpus, examples
+from .tokenizer import LMTokenizer, learn_lm_vocabulary, stream, windows
+
+ROWS = ("teacher", "student_data", "distilled", "pruned", "int8_dynamic", "int8_full")
+ROW_LABELS = {"teacher": "teacher (float)", "student_data": "student, data alone (float)",
+              "distilled": "student, distilled (float)", "pruned": "distilled + pruned (float)",
+              "int8_dynamic": "pruned, dynamic-range int8", "int8_full": "pruned, full int8"}
+SHIPPED = {"dynamic": "int8_dynamic", "full-int8": "int8_full", "float": "pruned"}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LMState(PipelineState):
+    recipe: LMRecipe
+    corpus: Corpus
+    work_dir: Path
+    cache_dir: Path
+    verbose: int = 0
+    tokenizer: Any = None
+    ids: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    train_windows: np.ndarray | None = None
+    models: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    files: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+
+
+def _with(mapping: Mapping, **items) -> dict:
+    return {**mapping, **items}
+
+
+# ---------------------------------------------------------------- stages
+
+def corpus_stage(state: LMState, log) -> LMState:
+    stats = state.corpus.stats()
+    log.step(f"corpus: {state.corpus.source}: " + ", ".join(
+        f"{k} {v['conversations']} conversations / {v['turns']} turns" for k, v in stats.items()))
+    return state.record("corpus", {"source": state.corpus.source, "fingerprint": state.corpus.fingerprint(), **stats})
+
+
+def tokenizer_stage(state: LMState, log) -> LMState:
+    cfg = state.recipe.tokenizer
+    turns = [t for conv in state.corpus.train for t in conv]
+    rng = np.random.default_rng(state.recipe.seed)
+    if len(turns) > cfg.max_train_texts:
+        turns = [turns[i] for i in sorted(rng.choice(len(turns), cfg.max_train_texts, replace=False))]
+    log.step(f"tokenizer: learning a {cfg.vocabulary_size}-piece WordPiece vocabulary on {len(turns)} train turns")
+    tok = LMTokenizer(learn_lm_vocabulary(turns, cfg.vocabulary_size, cfg.min_frequency))
+    tok.save(state.work_dir / "vocab.txt")
+    budget = max(state.recipe.teacher_train.max_train_tokens, state.recipe.student_train.max_train_tokens)
+    ids = {"train": stream(state.corpus.train, tok, budget),
+           "val": stream(state.corpus.val, tok, state.recipe.eval.max_eval_tokens + 1),
+           "test": stream(state.corpus.test, tok, state.recipe.eval.max_eval_tokens + 1)}
+    context = state.recipe.student.context
+    for name, arr in ids.items():
+        if len(arr) <= context + 1:
+            raise RunError(f"the {name} split has {len(arr)} tokens, fewer than one window of {context + 1}: "
+                           f"use a larger corpus or a smaller context")
+    unk = float(np.mean(ids["train"] == tok.unk_id))
+    log.detail(f"vocabulary {len(tok.vocab)}; tokens train {len(ids['train'])}, val {len(ids['val'])}, "
+               f"test {len(ids['test'])}; [UNK] share {unk:.4f}")
+    return state.record("tokenizer", {"vocabulary_size": len(tok.vocab), "tokens": {k: len(v) for k, v in ids.items()},
+                                      "unk_share_train": unk},
+                        tokenizer=tok, ids=ids, train_windows=windows(ids["train"], context))
+
+
+def _teacher_key(state: LMState) -> str:
+    h = hashlib.sha256()
+    h.update(state.corpus.fingerprint().encode())
+    h.update("\n".join(state.tokenizer.vocab).encode())
+    r = state.recipe
+    h.update(json.dumps([dataclasses.asdict(r.teacher), dataclasses.asdict(r.teacher_train), r.seed, 1]).encode())
+    return h.hexdigest()[:20]
+
+
+def _fit(model, state: LMState, train_cfg, teacher=None, log=None, callbacks=()):
+    from . import distill
+
+    w = state.train_windows[: max(1, train_cfg.max_train_tokens // state.recipe.student.context)]
+    d = state.recipe.distill
+    t0 = time.perf_counter()
+    hist = distill.train(model, w, train_cfg.epochs, train_cfg.batch_size, train_cfg.learning_rate,
+                         state.recipe.seed, teacher, d.alpha, d.temperature, callbacks, state.verbose)
+    val = distill.keras_perplexity(model, windows(state.ids["val"], state.recipe.student.context))
+    if log:
+        log.detail(f"{len(w)} windows x {train_cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s; "
+                   f"last loss {hist['loss'][-1]:.3f}; val perplexity (Keras) {val:.2f}")
+    return {"train_windows": len(w), "epochs": train_cfg.epochs, "loss": hist["loss"], "val_perplexity_keras": val}
+
+
+def teacher_stage(state: LMState, log) -> LMState:
+    from .models import build_decoder, count_params
+
+    r = state.recipe
+    key = _teacher_key(state)
+    path = state.cache_dir / f"lm-teacher-{key}.h5"  # tf-keras HDF5 weights (".weights.h5" would mean Keras 3's format)
+    teacher = build_decoder(r.teacher, len(state.tokenizer.vocab), "teacher", r.seed)
+    params = count_params(teacher)
+    if path.is_file():
+        log.step(f"teacher: cached ({params:,} parameters) {path}")
+        try:
+            teacher.load_weights(str(path))
+            from . import distill
+
+            rec = {"cache_hit": True, "val_perplexity_keras": distill.keras_perplexity(
+                teacher, windows(state.ids["val"], r.teacher.context))}
+        except (OSError, ValueError, KeyError) as exc:
+            log.detail(f"cache entry unreadable ({str(exc)[:80]}); training again")
+            path.unlink(missing_ok=True)
+            return teacher_stage(state, log)
+    else:
+        log.step(f"teacher: training a {r.teacher.layers}-layer d={r.teacher.dim} decoder ({params:,} parameters; "
+                 f"cache miss {key})")
+        rec = {"cache_hit": False, **_fit(teacher, state, r.teacher_train, log=log)}
+        state.cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".h5", dir=state.cache_dir)
+        os.close(fd)
+        try:
+            teacher.save_weights(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    teacher.trainable = False
+    return state.record("teacher", {"parameters": params, "cache_key": key, "cache_file": str(path), **rec},
+                        models=_with(state.models, teacher=teacher))
+
+
+def student_data_stage(state: LMState, log) -> LMState:
+    from .models import build_decoder, count_params
+
+    r = state.recipe
+    student = build_decoder(r.student, len(state.tokenizer.vocab), "student_data", r.seed)
+    log.step(f"student on the data alone: {r.student.layers}-layer d={r.student.dim} ({count_params(student):,} "
+             f"parameters), CE only, seed {r.seed}")
+    rec = _fit(student, state, r.student_train, log=log)
+    return state.record("student_data", {"parameters": count_params(student), "seed": r.seed, **rec},
+                        models=_with(state.models, student_data=student))
+
+
+def distill_stage(state: LMState, log) -> LMState:
+    from .models import build_decoder, count_params
+
+    r = state.recipe
+    student = build_decoder(r.student, len(state.tokenizer.vocab), "student", r.seed)
+    log.step(f"distillation: same student and seed, alpha {r.distill.alpha}, T {r.distill.temperature}, "
+             f"teacher logits on the fly")
+    rec = _fit(student, state, r.student_train, teacher=state.models["teacher"], log=log)
+    return state.record("distilled", {"parameters": count_params(student), "seed": r.seed,
+                                      "alpha": r.distill.alpha, "temperature": r.distill.temperature, **rec},
+                        models=_with(state.models, distilled=student))
+
+
+def prune_stage(state: LMState, log) -> LMState:
+    from .. import prune as prune_lib
+    from ..config import PruneConfig
+    from .models import build_decoder
+
+    r = state.recipe
+    target = r.prune.target_sparsity
+    source = state.models["distilled"]
+    if target <= 0:
+        log.step("pruning: off (target 0)")
+        return state.record("pruned", {"target_sparsity": 0.0, "sparsity": 0.0}, models=_with(state.models, pruned=source))
+    log.step(f"pruning: magnitude pruning of Dense and Embedding kernels to {target:.0%}, KD fine-tuning")
+    copy = build_decoder(r.student, len(state.tokenizer.vocab), "pruned", r.seed)
+    copy.set_weights(source.get_weights())
+    per_epoch = max(1, min(len(state.train_windows), r.student_train.max_train_tokens // r.student.context)
+                    // r.student_train.batch_size)
+    cfg = PruneConfig(target_sparsity=target, end_fraction=0.7, exclude_layers=("pos_emb",))
+    wrapped = prune_lib.prune(copy, cfg, per_epoch * r.prune.epochs)
+    train_cfg = dataclasses.replace(r.student_train, epochs=r.prune.epochs, learning_rate=r.prune.learning_rate)
+    rec = _fit(wrapped, state, train_cfg, teacher=state.models["teacher"], log=log, callbacks=prune_lib.callbacks())
+    stripped = prune_lib.strip(wrapped)
+    pruned = build_decoder(r.student, len(state.tokenizer.vocab), "pruned", r.seed)
+    pruned.set_weights(stripped.get_weights())
+    by_layer = prune_lib.sparsity_by_layer(pruned)
+    dense = {k: v for k, v in by_layer.items() if k != "pos_emb"}
+    reached = float(np.mean(list(dense.values())))
+    if reached < target - 0.02:
+        raise RunError(f"pruning reached {reached:.3f} sparsity, short of the target {target}")
+    log.detail(f"sparsity reached {reached:.3f} (mean over {len(dense)} kernels)")
+    return state.record("pruned", {"target_sparsity": target, "sparsity": reached, "by_layer": by_layer, **rec},
+                        models=_with(state.models, pruned=pruned))
+
+
+def export_stage(state: LMState, log) -> LMState:
+    from . import export
+
+    r = state.recipe
+    log.step("export: KV-cache .tflite files (prefill/decode/extend/score, BUILTINS only): "
+             "float rows, dynamic-range int8, full int8")
+    plan = [("teacher", "teacher", r.teacher, "float"), ("student_data", "student_data", r.student, "float"),
+            ("distilled", "distilled", r.student, "float"), ("pruned", "pruned", r.student, "float"),
+            ("int8_dynamic", "pruned", r.student, "dynamic"), ("int8_full", "pruned", r.student, "full-int8")]
+    files = {}
+    times = {}
+    for row, model_name, cfg, quant in plan:
+        t0 = time.perf_counter()
+        content = export.convert(state.models[model_name], cfg, quant, state.train_windows,
+                                 r.export.calibration_windows)
+        path = state.work_dir / f"{row}.tflite"
+        export.write(path, content)
+        files[row] = path
+        times[row] = time.perf_counter() - t0
+        log.detail(f"{path.name}: {len(content):,} bytes ({times[row]:.0f} s)")
+    shipped = SHIPPED[r.export.quantization]
+    shutil.copyfile(files[shipped], state.work_dir / "model.tflite")
+    atomic_write_json(state.work_dir / "model_info.json",
+                      dict(export.model_info(r.student, len(state.tokenizer.vocab), r.export.quantization),
+                           file="model.tflite", source_row=shipped, vocab_file="vocab.txt",
+                           tokenizer=state.tokenizer.config.to_info() | {"eot_token": "[EOT]", "eot_id": 2,
+                                                                         "sequence_length": None}))
+    return state.record("export", {"files": {k: p.name for k, p in files.items()}, "seconds": times,
+                                   "shipped": shipped}, files=files)
+
+
+def evaluate_stage(state: LMState, log) -> LMState:
+    from ..runtime.evaluate import file_stats
+    from ..runtime.lm import (LMFile, bigram_perplexity, decode_speed, dialog_saving, evaluate_generation,
+                              generation_metrics, most_frequent_reply, next_token_metrics)
+
+    r = state.recipe
+    ex = examples(state.corpus.test, limit=r.eval.generation_examples)
+    log.step(f"evaluate: every file in the interpreter on the test split ({r.eval.max_eval_tokens:,} tokens, "
+             f"{len(ex)} replies generated greedily)")
+    rows = {}
+    vocab = state.work_dir / "vocab.txt"
+    for row, path in state.files.items():
+        m = LMFile(path, vocab=vocab)
+        content = path.read_bytes()
+        ops = sorted({op["op_name"] for op in m.interpreter._get_ops_details()})
+        non_builtin = [o for o in ops if o.startswith("Flex") or o == "CUSTOM"]
+        if non_builtin:
+            raise RunError(f"{path.name} holds non-builtin ops: {', '.join(non_builtin)}")
+        params = state.records["teacher" if row == "teacher" else "distilled"]["parameters"]
+        res = {"parameters": params, **file_stats(content), **next_token_metrics(m, state.ids["test"], r.eval.max_eval_tokens)}
+        gen = evaluate_generation(m, ex, r.eval.max_new_tokens)
+        res.update({k: gen[k] for k in ("bleu", "rouge1", "rouge2", "rougeL")})
+        res["samples"] = gen["samples"]
+        res.update({f"speed_{k}": v for k, v in decode_speed(m).items()})
+        rows[row] = res
+        log.detail(f"{ROW_LABELS[row]:<30} ppl {res['perplexity']:8.2f}  top1 {res['top1']:.3f}  "
+                   f"BLEU {res['bleu']:5.2f}  ROUGE-L {res['rougeL']:.3f}  "
+                   f"decode {res['speed_decode_tokens_per_s']:,.0f} tok/s")
+    big = bigram_perplexity(state.ids["train"], state.ids["val"], state.ids["test"][: r.eval.max_eval_tokens + 1],
+                            len(state.tokenizer.vocab))
+    frequent = most_frequent_reply(rep for _, rep in examples(state.corpus.train))
+    freq = generation_metrics([frequent] * len(ex), [rep for _, rep in ex])
+    refs = {"bigram": big, "most_frequent_reply": {"reply": frequent, **freq}}
+    shipped = LMFile(state.work_dir / "model.tflite")
+    convs = [c for c in state.corpus.test if len(c) >= 5][:20]
+    dialog = dialog_saving(shipped, convs, turns=5) if convs else {}
+    return state.record("evaluate", {"rows": rows, "references": refs, "dialog_cache": dialog})
+
+
+STAGES = (Stage("corpus", corpus_stage), Stage("tokenizer", tokenizer_stage), Stage("teacher", teacher_stage),
+          Stage("student_data", student_data_stage), Stage("distill", distill_stage), Stage("prune", prune_stage),
+          Stage("export", export_stage), Stage("evaluate", evaluate_stage))
+
+
+# ---------------------------------------------------------------- run and report
+
+@dataclasses.dataclass(frozen=True)
+class LMRunResult:
+    out_dir: Path
+    report: dict
+
+
+def run_lm_pipeline(corpus: Corpus, recipe: LMRecipe, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
+                    log: Callable[[str], None] = log_stderr, verbose: int = 0) -> LMRunResult:
+    """Run every stage; the run folder appears whole at `out_dir` (or not at all)."""
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    with staged_dir(out_dir) as work:
+        state = LMState(recipe=recipe, corpus=corpus, work_dir=work, cache_dir=Path(cache_dir), verbose=verbose)
+        final = run_stages(STAGES, state, log)
+        report = summarise(final, time.perf_counter() - t0)
+        atomic_write_json(work / "recipe.json", recipe.to_dict())
+        atomic_write_json(work / "report.json", report)
+        atomic_write_text(work / "LICENCE-corpus.txt", LICENCE + "\n")
+    return LMRunResult(out_dir, report)
+
+
+def summarise(state: LMState, total_s: float) -> dict:
+    rec = state.records_dict()
+    ev = rec["evaluate"]
+    rows = ev["rows"]
+    shipped = rec["export"]["shipped"]
+    int8 = rows[shipped]
+    summary = {
+        "shipped": shipped,
+        "shipped_size_bytes": int8["size_bytes"],
+        "teacher_cached": rec["teacher"]["cache_hit"],
+        "param_ratio_teacher_student": rows["teacher"]["parameters"] / rows["distilled"]["parameters"],
+        "int8_vs_float_student_ppl": int8["perplexity"] / rows["pruned"]["perplexity"] - 1,
+        "int8_vs_distilled_ppl": int8["perplexity"] / rows["distilled"]["perplexity"] - 1,
+        "int8_vs_teacher_ppl": int8["perplexity"] / rows["teacher"]["perplexity"] - 1,
+        "distill_gain_ppl": rows["student_data"]["perplexity"] - rows["distilled"]["perplexity"],
+        "bigram_ppl": ev["references"]["bigram"]["perplexity"],
+        "decode_tokens_per_s": int8["speed_decode_tokens_per_s"],
+        "decode_speedup_vs_score64": int8["speed_speedup_vs_score"],
+        "decode_tokens_per_s_cpu": int8.get("speed_decode_tokens_per_s_cpu"),
+        "decode_speedup_vs_score64_cpu": int8.get("speed_speedup_vs_score_cpu"),
+        "dialog_prefill_token_ratio": ev["dialog_cache"].get("token_ratio"),
+        "dialog_prefill_time_ratio": ev["dialog_cache"].get("time_ratio"),
+        "seed": state.recipe.seed,
+        "total_s": total_s,
+    }
+    return {"recipe": state.recipe.name, "summary": summary, "stages": rec,
+            "timings_s": dict(state.timings), "corpus_licence": LICENCE}
+
+
+def format_table(report: dict) -> str:
+    ev = report["stages"]["evaluate"]
+    s = report["summary"]
+    head = (f"{'model':<30} {'params':>9} {'size KB':>8} {'gzip KB':>8} {'ppl':>8} {'top1':>6} {'BLEU':>6} "
+            f"{'ROUGE-L':>7} {'decode tok/s':>12} {'(cpu)':>8}")
+    lines = [head, "-" * len(head)]
+    for row in ROWS:
+        r = ev["rows"][row]
+        mark = " *" if row == s["shipped"] else ""
+        lines.append(f"{ROW_LABELS[row] + mark:<30} {r['parameters']:>9,} {r['size_bytes'] / 1024:>8.0f} "
+                     f"{r['gzip_bytes'] / 1024:>8.0f} {r['perplexity']:>8.2f} {r['top1']:>6.3f} {r['bleu']:>6.2f} "
+                     f"{r['rougeL']:>7.3f} {r['speed_decode_tokens_per_s']:>12,.0f} "
+                     f"{r.get('speed_decode_tokens_per_s_cpu', float('nan')):>8,.0f}")
+    refs = ev["references"]
+    fr = refs["most_frequent_reply"]
+    lines.append(f"{'bigram (reference)':<30} {'':>9} {'':>8} {'':>8} {refs['bigram']['perplexity']:>8.2f}")
+    lines.append(f"{'most frequent reply (ref.)':<30} {'':>9} {'':>8} {'':>8} {'':>8} {'':>6} {fr['bleu']:>6.2f} "
+                 f"{fr['rougeL']:>7.3f}   ({fr['reply']!r})")
+    d = ev["dialog_cache"]
+    lines += ["", f"* shipped: model.tflite = {ROW_LABELS[s['shipped']]}; teacher "
+                  f"{'loaded from the cache' if s['teacher_cached'] else 'trained in this run'}; "
+                  f"teacher/student parameters {s['param_ratio_teacher_student']:.1f}x",
+              f"perplexity: shipped vs its float student {100 * s['int8_vs_float_student_ppl']:+.1f}%, "
+              f"vs the teacher {100 * s['int8_vs_teacher_ppl']:+.1f}%; distillation gain "
+              f"{s['distill_gain_ppl']:+.2f} ppl (data alone -> distilled, seed {s['seed']})",
+              f"decode {s['decode_tokens_per_s']:,.0f} tokens/s wall, {s.get('decode_tokens_per_s_cpu', float('nan')):,.0f} "
+              f"in CPU time (1 thread); {s['decode_speedup_vs_score64']:.1f}x (CPU time: "
+              f"{s.get('decode_speedup_vs_score64_cpu', float('nan')):.1f}x) faster per token than re-running score "
+              f"over 64 tokens"]
+    if d:
+        lines.append(f"dialog cache ({d['dialogs']} test dialogs x {d['turns']} turns): "
+                     f"{d['uncached']['prefilled_tokens']:,} -> {d['cached']['prefilled_tokens']:,} prefilled tokens "
+                     f"({d['token_ratio']:.1f}x fewer), prefill time {d['time_ratio']:.1f}x less")
+    lines.append(f"total {s['total_s']:.0f} s")
+    return "\n".join(lines)
