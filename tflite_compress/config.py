@@ -264,8 +264,34 @@ class Stages:
     qat: bool = True
 
 
+class RecipeIO:
+    """JSON round-trip of a frozen recipe dataclass (the classifier's `Recipe`, the LM's `LMRecipe`):
+    keys checked by path, values checked by each config's `__post_init__`."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "recipe"):
+        return _build(cls, data, source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: recipe file not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: recipe is not valid JSON ({exc})") from None
+        return cls.from_dict(data, f"{path}: recipe")
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
 @dataclasses.dataclass(frozen=True)
-class Recipe:
+class Recipe(RecipeIO):
     name: str = "int8-pruned-50"
     seed: int = 0
     tokenizer: TokenizerConfig = TokenizerConfig()
@@ -278,29 +304,8 @@ class Recipe:
     stages: Stages = Stages()
     oos: OOSConfig = OOSConfig()
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
     def __post_init__(self):
         _require(bool(self.name), "name", "a non-empty string", self.name)
-
-    @classmethod
-    def from_dict(cls, data: dict, source: str = "recipe") -> "Recipe":
-        return _build(cls, data, source)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Recipe":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: recipe file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: recipe is not valid JSON ({exc})") from None
-        return cls.from_dict(data, f"{path}: recipe")
-
-    def replace(self, **changes) -> "Recipe":
-        return dataclasses.replace(self, **changes)
 
 
 def _build(cls, data, where: str):

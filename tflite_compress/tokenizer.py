@@ -152,12 +152,7 @@ class WordPieceTokenizer:
     @classmethod
     def from_file(cls, path: str | os.PathLike, config: TokenizerConfig = TokenizerConfig()):
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: vocabulary file not found (expected vocab.txt, one token a line)")
-        try:
-            vocab = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: vocabulary is not UTF-8 text ({exc.reason})") from None
+        vocab = read_vocab_lines(path)
         try:
             return cls(vocab, config)
         except InputError as exc:
@@ -235,3 +230,13 @@ def learn_vocabulary(texts: Sequence[str], config: TokenizerConfig = TokenizerCo
         joiner=config.suffix_indicator,
     )
     return list(vocab)[: config.vocabulary_size]
+
+
+def read_vocab_lines(path: Path) -> list[str]:
+    """The lines of a vocab.txt (one token a line); `InputError` naming the file when missing or not UTF-8."""
+    if not path.is_file():
+        raise InputError(f"{path}: vocabulary file not found (expected vocab.txt, one token a line)")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: vocabulary is not UTF-8 text ({exc.reason})") from None

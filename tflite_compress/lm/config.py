@@ -7,11 +7,8 @@ a recipe round-trips through JSON unchanged (`LMRecipe.from_dict(r.to_dict()) ==
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from pathlib import Path
 
-from ..config import _build
+from ..config import RecipeIO
 from ..errors import InputError
 
 
@@ -29,9 +26,9 @@ class LMTokenizerConfig:
     max_train_texts: int = 15000  # turns the vocabulary is learned on (a sample of the train split)
 
     def __post_init__(self):
-        _check("tokenizer.vocabulary_size", 16 <= self.vocabulary_size <= 65536, self.vocabulary_size, "16..65536")
-        _check("tokenizer.min_frequency", self.min_frequency >= 1, self.min_frequency, "an integer >= 1")
-        _check("tokenizer.max_train_texts", self.max_train_texts >= 1, self.max_train_texts, "an integer >= 1")
+        _check("vocabulary_size", 16 <= self.vocabulary_size <= 65536, self.vocabulary_size, "16..65536")
+        _check("min_frequency", self.min_frequency >= 1, self.min_frequency, "an integer >= 1")
+        _check("max_train_texts", self.max_train_texts >= 1, self.max_train_texts, "an integer >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +73,8 @@ class LMDistillConfig:
     temperature: float = 2.0
 
     def __post_init__(self):
-        _check("distill.alpha", 0.0 <= self.alpha <= 1.0, self.alpha, "a number in [0, 1]")
-        _check("distill.temperature", self.temperature > 0, self.temperature, "a number > 0")
+        _check("alpha", 0.0 <= self.alpha <= 1.0, self.alpha, "a number in [0, 1]")
+        _check("temperature", self.temperature > 0, self.temperature, "a number > 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +86,9 @@ class LMPruneConfig:
     learning_rate: float = 1e-3
 
     def __post_init__(self):
-        _check("prune.target_sparsity", 0.0 <= self.target_sparsity < 1.0, self.target_sparsity, "a number in [0, 1)")
-        _check("prune.epochs", self.epochs >= 1, self.epochs, "an integer >= 1")
-        _check("prune.learning_rate", 0 < self.learning_rate < 1, self.learning_rate, "a number in (0, 1)")
+        _check("target_sparsity", 0.0 <= self.target_sparsity < 1.0, self.target_sparsity, "a number in [0, 1)")
+        _check("epochs", self.epochs >= 1, self.epochs, "an integer >= 1")
+        _check("learning_rate", 0 < self.learning_rate < 1, self.learning_rate, "a number in (0, 1)")
 
 
 QUANTIZATIONS = ("dynamic", "full-int8", "float")
@@ -105,8 +102,8 @@ class LMExportConfig:
     calibration_windows: int = 64
 
     def __post_init__(self):
-        _check("export.quantization", self.quantization in QUANTIZATIONS, self.quantization, f"one of {', '.join(QUANTIZATIONS)}")
-        _check("export.calibration_windows", self.calibration_windows >= 1, self.calibration_windows, "an integer >= 1")
+        _check("quantization", self.quantization in QUANTIZATIONS, self.quantization, f"one of {', '.join(QUANTIZATIONS)}")
+        _check("calibration_windows", self.calibration_windows >= 1, self.calibration_windows, "an integer >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,13 +115,13 @@ class LMEvalConfig:
     max_new_tokens: int = 24
 
     def __post_init__(self):
-        _check("eval.max_eval_tokens", self.max_eval_tokens >= 16, self.max_eval_tokens, "an integer >= 16")
-        _check("eval.generation_examples", self.generation_examples >= 1, self.generation_examples, "an integer >= 1")
-        _check("eval.max_new_tokens", self.max_new_tokens >= 1, self.max_new_tokens, "an integer >= 1")
+        _check("max_eval_tokens", self.max_eval_tokens >= 16, self.max_eval_tokens, "an integer >= 16")
+        _check("generation_examples", self.generation_examples >= 1, self.generation_examples, "an integer >= 1")
+        _check("max_new_tokens", self.max_new_tokens >= 1, self.max_new_tokens, "an integer >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
-class LMRecipe:
+class LMRecipe(RecipeIO):
     name: str = "chitchat-lm"
     seed: int = 0
     tokenizer: LMTokenizerConfig = LMTokenizerConfig()
@@ -142,23 +139,3 @@ class LMRecipe:
         _check("student.context", self.student.context == self.teacher.context, self.student.context,
                f"the teacher's context ({self.teacher.context})")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, source: str = "recipe") -> "LMRecipe":
-        return _build(cls, data, source)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "LMRecipe":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: recipe file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: recipe is not valid JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
-
-    def replace(self, **changes) -> "LMRecipe":
-        return dataclasses.replace(self, **changes)

@@ -18,7 +18,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..tokenizer import PAD_TOKEN, UNK_TOKEN, TokenizerConfig, WordPieceTokenizer, normalize, split_words
+from ..tokenizer import (PAD_TOKEN, UNK_TOKEN, TokenizerConfig, WordPieceTokenizer, normalize, read_vocab_lines,
+                         split_words)
 
 EOT_TOKEN = "[EOT]"
 LM_RESERVED = (PAD_TOKEN, UNK_TOKEN, EOT_TOKEN)
@@ -42,12 +43,7 @@ class LMTokenizer(WordPieceTokenizer):
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "LMTokenizer":
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: vocabulary file not found (expected vocab.txt, one token a line)")
-        try:
-            vocab = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: vocabulary is not UTF-8 text ({exc.reason})") from None
+        vocab = read_vocab_lines(path)
         try:
             return cls(vocab)
         except InputError as exc:
