@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 from collections import Counter
 
 import numpy as np
 
 from ..errors import InputError, RunError
 from .flatbuffer import FlatModel, parse_model
-from .interpreter import RuntimeOptions, TFLiteModel, make_interpreter, op_details
+from .interpreter import RuntimeOptions, TFLiteModel, invoke_times_us, make_interpreter, op_details, time_invokes_us
 
 DELEGATE_NODE = "DELEGATE"
 # XNNPACK takes these in float32 only (int8 versions stay on TFLite's builtin kernels).
@@ -195,14 +194,7 @@ def _one_op_models(content: bytes):
 
 
 def _time_us(interp, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        interp.invoke()
-    times = np.empty(runs)
-    for k in range(runs):
-        t0 = time.perf_counter_ns()
-        interp.invoke()
-        times[k] = (time.perf_counter_ns() - t0) / 1e3
-    return float(np.median(times))
+    return float(np.median(invoke_times_us(interp, runs, warmup)))
 
 
 def _op_interpreter(op_content: bytes, feeds: list[int], values: dict[int, np.ndarray], options: RuntimeOptions):
@@ -260,8 +252,6 @@ def profile_ops(content: bytes, options: RuntimeOptions, x: np.ndarray, runs: in
 
 
 def _time_us_model(model: TFLiteModel, x: np.ndarray, runs: int, warmup: int) -> float:
-    from .interpreter import time_invokes_us
-
     model.invoke_raw(x)
     return float(np.median(time_invokes_us(model, [x], runs, warmup)))
 

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -252,23 +252,30 @@ def load_model(path: str | os.PathLike, options: RuntimeOptions = RuntimeOptions
     return model
 
 
-def time_invokes_us(model: "TFLiteModel", inputs: Sequence[np.ndarray], runs: int, warmup: int) -> np.ndarray:
-    """Microseconds of each of `runs` timed `invoke()` calls, after `warmup` untimed ones.
+def invoke_times_us(interp, runs: int, warmup: int, feed: Callable[[int], None] | None = None) -> np.ndarray:
+    """Microseconds of each of `runs` timed `interp.invoke()` calls, after `warmup` untimed ones.
 
-    `inputs` are ready-made input tensors (the model's dtype and current shape), cycled through;
-    only `invoke()` is inside the timer.
+    `feed(i)`, when given, sets the inputs of call i before it; only `invoke()` is inside the timer.
     """
-    interp, index = model.interpreter, model.input["index"]
     for i in range(warmup):
-        interp.set_tensor(index, inputs[i % len(inputs)])
+        if feed is not None:
+            feed(i)
         interp.invoke()
     times = np.empty(runs)
     for i in range(runs):
-        interp.set_tensor(index, inputs[i % len(inputs)])
+        if feed is not None:
+            feed(i)
         t0 = time.perf_counter_ns()
         interp.invoke()
         times[i] = (time.perf_counter_ns() - t0) / 1e3
     return times
+
+
+def time_invokes_us(model: "TFLiteModel", inputs: Sequence[np.ndarray], runs: int, warmup: int) -> np.ndarray:
+    """`invoke_times_us` on a model's interpreter, its input tensor set from `inputs` (ready-made,
+    the model's dtype and current shape) cycled through."""
+    interp, index = model.interpreter, model.input["index"]
+    return invoke_times_us(interp, runs, warmup, lambda i: interp.set_tensor(index, inputs[i % len(inputs)]))
 
 
 def time_end_to_end_us(model: "TFLiteModel", tokenizer, text_batches: Sequence[Sequence[str]], runs: int) -> np.ndarray:
