@@ -368,7 +368,11 @@ def _translate_nodes(entry: dict) -> list:
             raise _NoTwin(f"layer {entry.get('name')!r}: unknown node format")
         # A `mask` tensor is how Keras 3 records the mask of Embedding(mask_zero=True) or Masking:
         # tf-keras propagates that mask itself, so the argument is dropped (`_mask_only_layers`).
-        given = {k: v for k, v in (node.get("kwargs") or {}).items() if k != "mask"}
+        # `training` is dropped too: Keras 3 records the value seen when the graph was built (False
+        # for an LSTM/GRU) but its Functional model overrides it with the model's own `training` at
+        # every call; kept in tf-keras it would pin the layer to inference, and tfmot's pruning
+        # wrapper around it would never update its masks (the kernels would stay dense).
+        given = {k: v for k, v in (node.get("kwargs") or {}).items() if k not in ("mask", "training")}
         kwargs = {k: v for k, v in given.items() if v is not None and not _history(v)}
         if any(_history(v) for v in given.values()):
             raise _NoTwin(f"layer {entry.get('name')!r}: tensor keyword arguments are not rebuilt")
