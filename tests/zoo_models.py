@@ -45,7 +45,7 @@ def _vision_features(L, kind: str, inp, width: int):
         return L.Dense(4 * width, activation="relu")(x)
     if kind == "cnn":
         x = L.Conv2D(width, 3, padding="same", activation="relu")(inp)
-        x = L.MaxPooling2D()(x)
+        x = L.MaxPooling2D(2)(x)
         x = L.Conv2D(2 * width, 3, padding="same", activation="relu")(x)
         return L.GlobalAveragePooling2D()(x)
     if kind == "mobilenet":
@@ -75,7 +75,7 @@ def _vision_features(L, kind: str, inp, width: int):
         y = L.Conv2D(width, 3, padding="same", use_bias=False)(y)
         y = L.BatchNormalization()(y)
         x = L.ReLU()(L.Add()([x, y]))
-        x = L.AveragePooling2D()(x)
+        x = L.AveragePooling2D(2)(x)
         return L.GlobalAveragePooling2D()(x)
     raise ValueError(f"unknown vision kind {kind!r}")
 
