@@ -28,7 +28,7 @@ from conftest import tiny_clinc
 from zoo_models import TEXT_KINDS, VISION_KINDS, digits, keras_module, text_data, text_model, train_and_save
 from zoo_models import vision_model, write_text_files
 
-SEQ, VOCAB = 12, 300
+SEQ, VOCAB = 8, 300
 
 
 def zoo_recipe() -> Recipe:
