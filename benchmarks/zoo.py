@@ -4,7 +4,7 @@
 
 1. mobilenet: a Keras 3 MobileNet-style image classifier (Conv2D stem; DepthwiseConv2D + BN +
    ReLU6 + 1x1 Conv2D + BN blocks; a residual Add; GlobalAveragePooling2D, Dropout, Dense;
-   5,578 parameters) on scikit-learn's 8x8 digits (1,437 train / 360 test images).
+   5,578 parameters, 5,194 trainable) on scikit-learn's 8x8 digits (1,437 train / 360 test images).
 2. lstm: a Keras 3 intent classifier (Embedding mask_zero=True, LSTM(96), Dense) on CLINC150
    (15,100 train rows with out-of-scope; test 5,500), token ids from the suite's tokenizer.
 

@@ -38,19 +38,17 @@ def digits(n_train: int, n_eval: int, seed: int = 0):
     return x[tr], y[tr], x[ev], y[ev]
 
 
-def vision_model(keras, kind: str, num_classes: int = 10, width: int = 8):
-    """An 8x8x1 image classifier of one kind; `width` scales the channels."""
-    L = keras.layers
-    inp = keras.Input((8, 8, 1))
+def _vision_features(L, kind: str, inp, width: int):
+    """The body of one vision kind, from the 8x8x1 input to a feature vector."""
     if kind == "mlp":
         x = L.Flatten()(inp)
-        x = L.Dense(4 * width, activation="relu")(x)
-    elif kind == "cnn":
+        return L.Dense(4 * width, activation="relu")(x)
+    if kind == "cnn":
         x = L.Conv2D(width, 3, padding="same", activation="relu")(inp)
-        x = L.MaxPooling2D()(x)
+        x = L.MaxPooling2D(2)(x)
         x = L.Conv2D(2 * width, 3, padding="same", activation="relu")(x)
-        x = L.GlobalAveragePooling2D()(x)
-    elif kind == "mobilenet":
+        return L.GlobalAveragePooling2D()(x)
+    if kind == "mobilenet":
         # Conv2D stem, DepthwiseConv2D + BN + ReLU6 + 1x1 Conv2D + BN blocks, a residual Add.
         x = L.Conv2D(width, 3, padding="same", use_bias=False)(inp)
         x = L.BatchNormalization()(x)
@@ -66,8 +64,8 @@ def vision_model(keras, kind: str, num_classes: int = 10, width: int = 8):
             else:
                 x = L.ReLU(6.0)(y)
         x = L.GlobalAveragePooling2D()(x)
-        x = L.Dropout(0.1)(x)
-    elif kind == "resnet":
+        return L.Dropout(0.1)(x)
+    if kind == "resnet":
         x = L.Conv2D(width, 3, padding="same", use_bias=False)(inp)
         x = L.BatchNormalization()(x)
         x = L.ReLU()(x)
@@ -77,34 +75,52 @@ def vision_model(keras, kind: str, num_classes: int = 10, width: int = 8):
         y = L.Conv2D(width, 3, padding="same", use_bias=False)(y)
         y = L.BatchNormalization()(y)
         x = L.ReLU()(L.Add()([x, y]))
-        x = L.AveragePooling2D()(x)
-        x = L.GlobalAveragePooling2D()(x)
-    else:
-        raise ValueError(f"unknown vision kind {kind!r}")
+        x = L.AveragePooling2D(2)(x)
+        return L.GlobalAveragePooling2D()(x)
+    raise ValueError(f"unknown vision kind {kind!r}")
+
+
+def vision_model(keras, kind: str, num_classes: int = 10, width: int = 8):
+    """An 8x8x1 image classifier of one kind; `width` scales the channels. kind "all": every kind
+    side by side on the same input, their features concatenated (one model, one compress run)."""
+    L = keras.layers
+    inp = keras.Input((8, 8, 1))
+    kinds = VISION_KINDS if kind == "all" else (kind,)
+    feats = [_vision_features(L, k, inp, width) for k in kinds]
+    x = feats[0] if len(feats) == 1 else L.Concatenate()(feats)
     return keras.Model(inp, L.Dense(num_classes, activation="softmax")(x), name=kind)
 
 
-def text_model(keras, kind: str, vocab_size: int, sequence_length: int, num_classes: int, units: int = 16,
-               embedding_dim: int = 16, mask_zero: bool = True):
-    """A token-id classifier of one kind: Embedding -> LSTM/GRU/Bidirectional(LSTM)/1 transformer block -> Dense."""
+def _text_features(keras, kind: str, inp, vocab_size: int, embedding_dim: int, units: int, mask_zero: bool):
+    """Embedding and the body of one text kind, from token ids to a feature vector."""
     L = keras.layers
-    inp = keras.Input((sequence_length,), dtype="int32")
     x = L.Embedding(vocab_size, embedding_dim, mask_zero=mask_zero and kind != "transformer")(inp)
     if kind == "lstm":
-        x = L.LSTM(units)(x)
-    elif kind == "gru":
-        x = L.GRU(units)(x)
-    elif kind == "bilstm":
-        x = L.Bidirectional(L.LSTM(units))(x)
-    elif kind == "transformer":
+        return L.LSTM(units)(x)
+    if kind == "gru":
+        return L.GRU(units)(x)
+    if kind == "bilstm":
+        return L.Bidirectional(L.LSTM(units))(x)
+    if kind == "transformer":
         a = L.MultiHeadAttention(num_heads=2, key_dim=embedding_dim // 2)(x, x)
         x = L.LayerNormalization()(L.Add()([x, a]))
         f = L.Dense(2 * embedding_dim, activation="relu")(x)
         f = L.Dense(embedding_dim)(f)
         x = L.LayerNormalization()(L.Add()([x, f]))
-        x = L.GlobalAveragePooling1D()(x)
-    else:
-        raise ValueError(f"unknown text kind {kind!r}")
+        return L.GlobalAveragePooling1D()(x)
+    raise ValueError(f"unknown text kind {kind!r}")
+
+
+def text_model(keras, kind: str, vocab_size: int, sequence_length: int, num_classes: int, units: int = 16,
+               embedding_dim: int = 16, mask_zero: bool = True):
+    """A token-id classifier of one kind: Embedding -> LSTM/GRU/Bidirectional(LSTM)/1 transformer block -> Dense.
+    kind "all": every kind side by side on the same token ids (each with its own Embedding), their
+    features concatenated."""
+    L = keras.layers
+    inp = keras.Input((sequence_length,), dtype="int32")
+    kinds = TEXT_KINDS if kind == "all" else (kind,)
+    feats = [_text_features(keras, k, inp, vocab_size, embedding_dim, units, mask_zero) for k in kinds]
+    x = feats[0] if len(feats) == 1 else L.Concatenate()(feats)
     return keras.Model(inp, L.Dense(num_classes)(x), name=kind)
 
 

@@ -303,8 +303,10 @@ def _quantization_path(model, recipe: Recipe, skipped: dict) -> Recipe:
 
 
 def _precheck_stages(model, recipe: Recipe, path) -> None:
-    """Wrap a copy for pruning and for QAT before any training, so an unsupported layer fails first."""
-    from . import prune, qat
+    """Wrap a copy for pruning before any training, so an unsupported layer fails first. (QAT was
+    tried already, by `_quantization_path` when the model was loaded: a model tfmot cannot
+    quantization-aware train takes post-training INT8 instead, so it is not wrapped twice.)"""
+    from . import prune
 
     if recipe.stages.prune and recipe.prune.target_sparsity > 0:
         try:
@@ -312,15 +314,6 @@ def _precheck_stages(model, recipe: Recipe, path) -> None:
         except (ValueError, TypeError) as exc:
             raise InputError(f"{path}: unsupported layer for pruning ({str(exc).splitlines()[0][:200]}); "
                              "use a recipe without pruning, e.g. --recipe int8-default") from None
-    if recipe.stages.qat:
-        try:
-            qat.quantize_student(model, preserve_sparsity=False)
-        except InputError as exc:
-            raise InputError(f"{path}: unsupported layer for QAT ({str(exc).splitlines()[0][:200]}); "
-                             "use a recipe without QAT, e.g. --recipe ptq-only") from None
-        except (ValueError, TypeError, RuntimeError) as exc:
-            raise InputError(f"{path}: unsupported layer for QAT ({str(exc).splitlines()[0][:200]}); "
-                             "use a recipe without QAT, e.g. --recipe ptq-only") from None
 
 
 def _extra(opts: CompressOptions, loaded, teacher_desc, skipped, notes, train_n, eval_n, eval_source) -> dict:

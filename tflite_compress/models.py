@@ -341,6 +341,11 @@ def _translate_layer(entry: dict) -> dict:
                 continue
             raise _NoTwin(f"layer {name!r} ({cls_name}): option {k}={v!r} has no tf-keras twin")
         out[k] = _translate_object(v, f"layer {name!r}")
+    if cls_name == "MultiHeadAttention":
+        # tf-keras's from_config pops the shapes it was built with (Keras 3 does not save them);
+        # None builds the layer on its first call, as the rebuilt model makes it.
+        for key in ("query_shape", "key_shape", "value_shape"):
+            out.setdefault(key, None)
     return {"class_name": cls_name, "config": out}
 
 
@@ -368,12 +373,38 @@ def _translate_nodes(entry: dict) -> list:
             raise _NoTwin(f"layer {entry.get('name')!r}: unknown node format")
         # A `mask` tensor is how Keras 3 records the mask of Embedding(mask_zero=True) or Masking:
         # tf-keras propagates that mask itself, so the argument is dropped (`_mask_only_layers`).
-        given = {k: v for k, v in (node.get("kwargs") or {}).items() if k != "mask"}
+        # `training` is dropped too: Keras 3 records the value seen when the graph was built (False
+        # for an LSTM/GRU) but its Functional model overrides it with the model's own `training` at
+        # every call; kept in tf-keras it would pin the layer to inference, and tfmot's pruning
+        # wrapper around it would never update its masks (the kernels would stay dense).
+        given = {k: v for k, v in (node.get("kwargs") or {}).items() if k not in ("mask", "training")}
         kwargs = {k: v for k, v in given.items() if v is not None and not _history(v)}
         if any(_history(v) for v in given.values()):
             raise _NoTwin(f"layer {entry.get('name')!r}: tensor keyword arguments are not rebuilt")
-        nodes.append([h + [kwargs] for h in _history(node.get("args", []))])
+        args = list(node.get("args", []))
+        if len(args) > 1 and all(_is_tensor(a) for a in args):
+            # Keras 3 records separate tensor arguments (MultiHeadAttention(query, value)); a tf-keras
+            # node holds one input structure, the others go by name as [layer, node, tensor] kwargs.
+            names = _call_arg_names(entry["class_name"])[1:]
+            if len(args) - 1 > len(names):
+                raise _NoTwin(f"layer {entry.get('name')!r}: {len(args)} tensor arguments, tf-keras takes fewer")
+            kwargs.update({n: list(_history(a)[0]) for n, a in zip(names, args[1:])})
+            args = args[:1]
+        nodes.append([h + [kwargs] for h in _history(args)])
     return nodes
+
+
+def _is_tensor(value) -> bool:
+    return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
+
+
+def _call_arg_names(cls_name: str) -> list[str]:
+    """The tf-keras layer's `call` parameters, in order (without self)."""
+    import inspect
+
+    from ._tf import keras
+
+    return [n for n in inspect.signature(getattr(keras.layers, cls_name).call).parameters if n != "self"]
 
 
 def _mask_only_layers(entries: list) -> set[str]:

@@ -45,8 +45,24 @@ def schedule(config: PruneConfig, total_steps: int, target: float | None = None)
     return _s.ConstantSparsity(target, begin_step=0, frequency=frequency)  # "constant" (PruneConfig checks)
 
 
+def _unwrapped(layer):
+    """The layer under a tfmot wrapper (pruning or QAT), else the layer itself. Not `.layer` alone:
+    Keras's own wrappers have one too (Bidirectional's is an unbuilt template of its directions)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapper
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
+    return layer.layer if isinstance(layer, (PruneLowMagnitude, QuantizeWrapper)) else layer
+
+
+def _directions(layer) -> list | None:
+    """A Bidirectional layer's two recurrent layers (forward, backward); None for other layers."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        return [layer.forward_layer, layer.backward_layer]
+    return None
+
+
 def _main_weight(layer):
-    inner = getattr(layer, "layer", layer)
+    inner = _unwrapped(layer)
     for attr in _WEIGHT_ATTRS:
         w = getattr(inner, attr, None)
         if w is not None and hasattr(w, "numpy"):
@@ -73,6 +89,10 @@ def prune(model: "keras.Model", config: PruneConfig, total_steps: int) -> "keras
             return layer
         if not_prunable_reason(layer) is not None:
             return layer
+        if _directions(layer):
+            # tfmot's registry has no Bidirectional, but its wrapper prunes any layer that says which
+            # weights to prune (as `PruneRegistry.make_prunable` does for an LSTM): both directions' cells.
+            layer.get_prunable_weights = lambda: prunable_weights(layer)
         weight = _main_weight(layer)
         m_by_n = tuple(config.m_by_n) if config.m_by_n and weight is not None and len(weight.shape) in (2, 4) else None
         if getattr(layer, "supports_masking", False):  # e.g. Embedding(mask_zero=True) ahead of an LSTM
@@ -117,9 +137,12 @@ DEPTHWISE_REASON = ("depthwise kernel, dense by design (tfmot's registry prunes 
 
 def not_prunable_reason(layer) -> str | None:
     """Why `prune` leaves this weighted layer dense, or None when it is wrapped."""
-    inner = getattr(layer, "layer", layer)
+    inner = _unwrapped(layer)
     if isinstance(inner, _s.PrunableLayer):
         return None
+    if _directions(inner):
+        whys = [not_prunable_reason(d) for d in _directions(inner)]
+        return next((f"Bidirectional over {w}" for w in whys if w), None)
     if isinstance(inner, keras.layers.DepthwiseConv2D):
         return DEPTHWISE_REASON
     if not _registry().supports(inner):
@@ -134,10 +157,13 @@ def not_prunable_reason(layer) -> str | None:
 
 def prunable_weights(layer) -> list:
     """The weights tfmot prunes in `layer` (wrapped or stripped): kernels, embedding tables, an
-    RNN cell's kernel and recurrent kernel; [] for a layer it cannot prune."""
-    inner = getattr(layer, "layer", layer)
+    RNN cell's kernel and recurrent kernel (both directions' of a Bidirectional); [] for a layer it
+    cannot prune."""
+    inner = _unwrapped(layer)
     if isinstance(inner, _s.PrunableLayer):
         return list(inner.get_prunable_weights())
+    if _directions(inner):
+        return [w for d in _directions(inner) for w in prunable_weights(d)]
     reg = _registry()
     if isinstance(inner, keras.layers.DepthwiseConv2D) or not reg.supports(inner):
         return []
@@ -164,7 +190,7 @@ def sparsity_report(model: "keras.Model", config: PruneConfig) -> dict:
     zeros = total = 0
     by_layer, not_pruned = {}, {}
     for layer in model.layers:
-        inner = getattr(layer, "layer", layer)
+        inner = _unwrapped(layer)
         weights = [w.numpy() for w in prunable_weights(inner)]
         why = not_prunable_reason(inner)
         if why is None and targets.get(inner.name, config.target_sparsity) <= 0:
@@ -199,7 +225,7 @@ def sparsity_by_layer(model: "keras.Model") -> dict[str, float]:
     for layer in model.layers:
         w = _main_weight(layer)
         if w is not None:
-            out[getattr(layer, "layer", layer).name] = float(np.mean(w.numpy() == 0))
+            out[_unwrapped(layer).name] = float(np.mean(w.numpy() == 0))
     return out
 
 

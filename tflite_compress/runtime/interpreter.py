@@ -197,8 +197,14 @@ class TFLiteModel:
             self._batch = batch
 
     def invoke_raw(self, x: np.ndarray) -> np.ndarray:
-        """Run one batch already in the input's dtype; returns the raw (quantized) output."""
+        """Run one batch already in the input's dtype; returns the raw (quantized) output.
+
+        Variable tensors are zeroed first: a fused UNIDIRECTIONAL_SEQUENCE_LSTM keeps its hidden and
+        cell state in them and would otherwise start each row from the state the last row left
+        (a no-op for models without them). On a phone: `Interpreter.resetVariableTensors()`.
+        """
         self._resize(len(x))
+        self.interpreter.reset_all_variables()
         self.interpreter.set_tensor(self.input["index"], x)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output["index"])

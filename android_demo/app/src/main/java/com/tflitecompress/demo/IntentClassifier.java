@@ -95,6 +95,9 @@ public final class IntentClassifier implements Closeable {
         long t0 = System.nanoTime();
         int[][] ids = core.input(text);
         long t1 = System.nanoTime();
+        // A fused LSTM keeps its state in variable tensors between runs: start each utterance
+        // from zeros (a no-op for models without them).
+        interpreter.resetVariableTensors();
         interpreter.run(ids, output);
         long t2 = System.nanoTime();
         int tokens = core.tokenizer.tokenize(text).size();
