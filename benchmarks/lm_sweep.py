@@ -4,7 +4,7 @@ perplexity (Keras, teacher-forced over val windows) and its training time, side 
 
     .venv/bin/python benchmarks/lm_sweep.py student --tokens 800000 --lr 1e-2
     .venv/bin/python benchmarks/lm_sweep.py teacher --tokens 1000000 --lr 3e-3 --save /tmp/t.h5
-    .venv/bin/python benchmarks/lm_sweep.py student --distill 0.5,2 --teacher /tmp/t.h5 --seeds 0 1
+    .venv/bin/python benchmarks/lm_sweep.py student --distill 0.5,2 0.2,2,32 --seeds 0 1  # cached teacher
     .venv/bin/python benchmarks/lm_sweep.py --gain --seeds 0 1 2   # the default recipe: data alone vs distilled
     .venv/bin/python benchmarks/lm_sweep.py --table                # the runs so far (runs/lm-sweep.jsonl)
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -55,10 +56,19 @@ def train_one(state, role: str, cfg, train_cfg, seed: int, teacher=None, alpha: 
     w = state.train_windows[: max(1, train_cfg.max_train_tokens // cfg.context)]
     topk = None
     if teacher is not None and top_k:  # as the pipeline does: the teacher's top-k logits, computed once
-        key = (id(teacher), len(w), top_k)
+        key = (id(teacher), len(w), top_k, temperature)
         if key not in _TOPK:
             _TOPK.clear()
-            _TOPK[key] = distill.teacher_topk(teacher, w, top_k)
+            cached = state.records.get("teacher", {}).get("cache_file")
+            if cached:  # the pipeline's cache file (written when missing)
+                from tflite_compress.lm.config import LMDistillConfig
+                from tflite_compress.lm.pipeline import _teacher_topk
+
+                kd = LMDistillConfig(alpha=alpha, temperature=temperature, top_k=top_k)
+                _TOPK[key] = _teacher_topk(dataclasses.replace(state, recipe=dataclasses.replace(
+                    state.recipe, distill=kd)), teacher, len(w), None)
+            else:
+                _TOPK[key] = distill.teacher_topk(teacher, w, top_k, temperature)
         topk = _TOPK[key]
     t0 = time.perf_counter()
     distill.train(model, w, train_cfg.epochs, train_cfg.batch_size, train_cfg.learning_rate, seed, teacher,
@@ -70,17 +80,19 @@ def train_one(state, role: str, cfg, train_cfg, seed: int, teacher=None, alpha: 
                    "parameters": count_params(model), "tokens": int(len(w) * cfg.context), "epochs": train_cfg.epochs,
                    "batch": train_cfg.batch_size, "lr": train_cfg.learning_rate, "steps": steps,
                    "kd": None if teacher is None else f"a {alpha} T {temperature} k {top_k}", "seed": seed,
-                   "val_ppl": round(val, 2), "train_s": round(seconds, 1)}
+                   "val_ppl": round(val, 2), "train_s": round(seconds, 1), "load": round(os.getloadavg()[0], 1),
+                   "note": "head bias = unigram log-probs"}
 
 
 def _print_row(row: dict) -> None:
     print(f"{row['role']:<16} {row['layers']}x{row['dim']:<4} {row['parameters']:>9,} {row['tokens']:>9,} "
-          f"{row['epochs']:>2} {row['batch']:>3} {row['lr']:>7g} {row['steps']:>5} {row['kd'] or '-':>15} "
-          f"{row['seed']:>4} {row['val_ppl']:>8.2f} {row['train_s']:>7.0f}", flush=True)
+          f"{row['epochs']:>2} {row['batch']:>3} {row['lr']:>7g} {row['steps']:>5} {row['kd'] or '-':>17} "
+          f"{row['seed']:>4} {row['val_ppl']:>8.2f} {row['train_s']:>7.0f} {row.get('load') or float('nan'):>5.1f}  "
+          f"{row.get('note', '')}", flush=True)
 
 
 HEAD = (f"{'run':<16} {'LxD':<6} {'params':>9} {'tokens':>9} {'ep':>2} {'bs':>3} {'lr':>7} {'steps':>5} "
-        f"{'KD':>15} {'seed':>4} {'val ppl':>8} {'train s':>7}")
+        f"{'KD':>17} {'seed':>4} {'val ppl':>8} {'train s':>7} {'load':>5}  note")
 
 
 def main(argv=None) -> int:
@@ -93,8 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--batch", type=int)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--distill", help="ALPHA,T[,K]: distil from --teacher (a weights .h5 of the default teacher "
-                                      "shape) on its top-K logits (K 0: full logits on the fly; default: the recipe's)")
+    ap.add_argument("--distill", nargs="+", help="ALPHA,T[,K]: distil from --teacher (a weights .h5 of the default teacher "
+                                      "shape) on its top-K logits (K 0: full logits on the fly; default: the recipe's); several: one run each")
     ap.add_argument("--teacher", type=Path, help="teacher weights (.h5); default: the default recipe's cached teacher")
     ap.add_argument("--save", type=Path, help="save the trained weights here (.h5)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -120,11 +132,14 @@ def main(argv=None) -> int:
     state = _state(recipe, args.cache_dir, work)
 
     def load_teacher():
+        nonlocal state
         from tflite_compress.lm.pipeline import _cached_or_trained
 
         path = args.teacher
         if path is None:
-            teacher, _ = _cached_or_trained(state, _Quiet(), "teacher", recipe.teacher, recipe.teacher_train, "teacher")
+            teacher, rec = _cached_or_trained(state, _Quiet(), "teacher", recipe.teacher, recipe.teacher_train,
+                                              "teacher")
+            state = state.record("teacher", rec)
         else:
             from tflite_compress.lm.models import build_decoder
 
@@ -171,18 +186,21 @@ def main(argv=None) -> int:
 
         ids = stream(state.corpus.train, state.tokenizer, train_cfg.max_train_tokens + 1)
         state = dataclasses.replace(state, train_windows=windows(ids, cfg.context))
-    teacher, alpha, temp, top_k = None, 1.0, 1.0, 0
+    settings = [(None, 1.0, 1.0, 0)]
     if args.distill:
-        parts = args.distill.split(",")
-        alpha, temp = float(parts[0]), float(parts[1])
-        top_k = int(parts[2]) if len(parts) > 2 else recipe.distill.top_k
         teacher = load_teacher()
-    for seed in args.seeds:
-        model, row = train_one(state, args.role + ("-kd" if teacher is not None else ""), cfg, train_cfg, seed,
-                               teacher, alpha, temp, top_k)
-        record(row)
-        if args.save:
-            model.save_weights(str(args.save))
+        settings = []
+        for spec in args.distill:
+            parts = spec.split(",")
+            settings.append((teacher, float(parts[0]), float(parts[1]),
+                             int(parts[2]) if len(parts) > 2 else recipe.distill.top_k))
+    for teacher, alpha, temp, top_k in settings:
+        for seed in args.seeds:
+            model, row = train_one(state, args.role + ("-kd" if teacher is not None else ""), cfg, train_cfg, seed,
+                                   teacher, alpha, temp, top_k)
+            record(row)
+            if args.save:
+                model.save_weights(str(args.save))
     return 0
 
 

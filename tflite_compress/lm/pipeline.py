@@ -162,8 +162,8 @@ def _teacher_topk(state: LMState, teacher, n: int, log):
     """The teacher's top-k logits of the first `n` train windows, cached beside the teacher's weights."""
     from . import distill
 
-    k = state.recipe.distill.top_k
-    path = Path(state.records["teacher"]["cache_file"]).with_suffix(f".top{k}.npz")
+    k, temperature = state.recipe.distill.top_k, state.recipe.distill.temperature
+    path = Path(state.records["teacher"]["cache_file"]).with_suffix(f".top{k}-T{temperature:g}.npz")
     if path.is_file():
         try:
             with np.load(path) as f:
@@ -172,10 +172,10 @@ def _teacher_topk(state: LMState, teacher, n: int, log):
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    ids, logits = distill.teacher_topk(teacher, state.train_windows[:n], k)
+    ids, logits = distill.teacher_topk(teacher, state.train_windows[:n], k, temperature)
     _write_cache(path, ".npz", lambda tmp: np.savez(tmp, ids=ids, logits=logits))
     if log:
-        log.detail(f"teacher top-{k} logits of {n} windows computed in {time.perf_counter() - t0:.0f} s "
+        log.detail(f"teacher top-{k} log-probabilities (T {temperature:g}) of {n} windows computed in {time.perf_counter() - t0:.0f} s "
                    f"and cached ({(ids.nbytes + logits.nbytes) / 2**20:.0f} MB) {path.name}")
     return ids, logits
 
