@@ -69,8 +69,8 @@ class TrainConfig:
 class LMDistillConfig:
     """L = alpha * CE(data) + (1 - alpha) * T^2 * KL(teacher_T || student_T), over the teacher's top-k logits."""
 
-    alpha: float = 0.5
-    temperature: float = 2.0
+    alpha: float = 0.2  # alpha and T chosen on val (docs/language-models.md)
+    temperature: float = 1.0
     top_k: int = 32  # teacher logits kept per token, computed once and cached (0: full logits on the fly)
 
     def __post_init__(self):
