@@ -15,7 +15,7 @@ from tflite_compress.lm.pipeline import ROWS
 
 TINY = LMRecipe(
     name="tiny-lm",
-    tokenizer=LMTokenizerConfig(vocabulary_size=200, min_frequency=2),
+    tokenizer=LMTokenizerConfig(vocabulary_size=200, min_frequency=2, max_train_texts=600),
     teacher=DecoderConfig(layers=2, dim=32, heads=2, ff_dim=64, context=16),
     teacher_train=TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, max_train_tokens=4000),
     student=DecoderConfig(layers=1, dim=16, heads=2, ff_dim=32, context=16),
