@@ -9,18 +9,19 @@ import pytest
 from click.testing import CliRunner
 
 from tflite_compress.cli import main
-from tflite_compress.lm.config import (DecoderConfig, LMEvalConfig, LMExportConfig, LMPruneConfig, LMRecipe,
+from tflite_compress.lm.config import (DecoderConfig, LMDistillConfig, LMEvalConfig, LMExportConfig, LMPruneConfig, LMRecipe,
                                        LMTokenizerConfig, TrainConfig)
 from tflite_compress.lm.pipeline import ROWS
 
 TINY = LMRecipe(
     name="tiny-lm",
-    tokenizer=LMTokenizerConfig(vocabulary_size=200, min_frequency=2),
+    tokenizer=LMTokenizerConfig(vocabulary_size=200, min_frequency=2, max_train_texts=600),
     teacher=DecoderConfig(layers=2, dim=32, heads=2, ff_dim=64, context=16),
-    teacher_train=TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, max_train_tokens=6000),
+    teacher_train=TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, max_train_tokens=4000),
     student=DecoderConfig(layers=1, dim=16, heads=2, ff_dim=32, context=16),
-    student_train=TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, max_train_tokens=6000),
-    prune=LMPruneConfig(target_sparsity=0.4, epochs=1, learning_rate=1e-3),
+    student_train=TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, max_train_tokens=4000),
+    distill=LMDistillConfig(alpha=0.5, temperature=2.0, top_k=16),
+    prune=LMPruneConfig(target_sparsity=0.4, epochs=1, learning_rate=1e-3, max_train_tokens=2000),
     export=LMExportConfig(calibration_windows=4),
     eval=LMEvalConfig(max_eval_tokens=300, generation_examples=4, max_new_tokens=4),
 )
@@ -59,6 +60,11 @@ def test_run_folder_and_report(run):
     assert rows["teacher"]["parameters"] > 3 * rows["distilled"]["parameters"]
     assert report["stages"]["pruned"]["sparsity"] >= 0.38
     assert report["stages"]["teacher"]["cache_hit"] is False and list((root / "cache").glob("lm-teacher-*.h5"))
+    # sparse KD: the teacher's top-16 logits of the distillation windows, cached beside the teacher
+    with np.load(next((root / "cache").glob("lm-teacher-*.top16-T2.npz"))) as top:
+        assert top["ids"].shape == top["logits"].shape == (report["stages"]["distilled"]["train_windows"], 16, 16)
+        lp = top["logits"].astype(np.float32)  # log-probabilities at T, sorted, summing to <= 1
+        assert (np.diff(lp, axis=-1) <= 0).all() and (np.exp(lp).sum(-1) <= 1.01).all()
     # dynamic-range int8 stores int8 weights: smaller than the float file of the same model
     assert rows["int8_dynamic"]["size_bytes"] < rows["pruned"]["size_bytes"]
     assert report["stages"]["evaluate"]["references"]["bigram"]["perplexity"] > 1
@@ -95,14 +101,21 @@ def test_decode_through_cache_matches_score(run, row):
     np.testing.assert_allclose(logits_e, full[6], atol=tol)
 
 
-def test_teacher_cache_hit(run, tiny_corpus, tmp_path):
+def test_cache_hit(run, tiny_corpus, tmp_path):
+    """A second run loads the vocabulary, the teacher and the student on the data alone from the cache."""
     from tflite_compress.lm.pipeline import STAGES, LMState
     from tflite_compress.stages import run_stages
 
     state = LMState(recipe=TINY, corpus=tiny_corpus, work_dir=tmp_path, cache_dir=run[1] / "cache")
-    final = run_stages(STAGES[:3], state, lambda msg: None)
-    assert final.records["teacher"]["cache_hit"] is True
-    assert final.records["teacher"]["cache_key"] == run[0].report["stages"]["teacher"]["cache_key"]
+    final = run_stages(STAGES[:4], state, lambda msg: None)
+    first = run[0].report["stages"]
+    assert (tmp_path / "vocab.txt").read_text() == (run[0].out_dir / "vocab.txt").read_text()
+    for role in ("teacher", "student_data"):
+        assert final.records[role]["cache_hit"] is True
+        assert final.records[role]["cache_key"] == first[role]["cache_key"]
+        assert abs(final.records[role]["val_perplexity_keras"] - first[role]["val_perplexity_keras"]) < 1e-3
+    # their float files are cached too: the export of a warm run copies them
+    assert len(list((run[1] / "cache").glob("lm-*.kv*.tflite"))) == 2
 
 
 def test_harness_commands(run, tmp_path):

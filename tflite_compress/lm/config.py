@@ -67,13 +67,15 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LMDistillConfig:
-    """L = alpha * CE(data) + (1 - alpha) * T^2 * KL(teacher_T || student_T), teacher logits on the fly."""
+    """L = alpha * CE(data) + (1 - alpha) * T^2 * KL(teacher_T || student_T), over the teacher's top-k logits."""
 
-    alpha: float = 0.5
-    temperature: float = 2.0
+    alpha: float = 0.2  # alpha and T chosen on val (docs/language-models.md)
+    temperature: float = 1.0
+    top_k: int = 32  # teacher logits kept per token, computed once and cached (0: full logits on the fly)
 
     def __post_init__(self):
         _check("alpha", 0.0 <= self.alpha <= 1.0, self.alpha, "a number in [0, 1]")
+        _check("top_k", self.top_k >= 0, self.top_k, "an integer >= 0 (0: the teacher's full logits on the fly)")
         _check("temperature", self.temperature > 0, self.temperature, "a number > 0")
 
 
@@ -84,9 +86,11 @@ class LMPruneConfig:
     target_sparsity: float = 0.3
     epochs: int = 1
     learning_rate: float = 1e-3
+    max_train_tokens: int = 200_000  # tokens of the train stream the pruning fine-tune reads per epoch
 
     def __post_init__(self):
         _check("target_sparsity", 0.0 <= self.target_sparsity < 1.0, self.target_sparsity, "a number in [0, 1)")
+        _check("max_train_tokens", self.max_train_tokens >= 16, self.max_train_tokens, "an integer >= 16")
         _check("epochs", self.epochs >= 1, self.epochs, "an integer >= 1")
         _check("learning_rate", 0 < self.learning_rate < 1, self.learning_rate, "a number in (0, 1)")
 
@@ -126,9 +130,10 @@ class LMRecipe(RecipeIO):
     seed: int = 0
     tokenizer: LMTokenizerConfig = LMTokenizerConfig()
     teacher: DecoderConfig = DecoderConfig(layers=4, dim=128, heads=4, ff_dim=512)
-    teacher_train: TrainConfig = TrainConfig(epochs=3, batch_size=16, learning_rate=2e-3)
+    # budgets chosen on the val split (docs/language-models.md, "Choosing the budget")
+    teacher_train: TrainConfig = TrainConfig(epochs=1, batch_size=8, learning_rate=2e-3, max_train_tokens=1_600_000)
     student: DecoderConfig = DecoderConfig()
-    student_train: TrainConfig = TrainConfig(epochs=3, batch_size=16, learning_rate=4e-3)
+    student_train: TrainConfig = TrainConfig(epochs=1, batch_size=8, learning_rate=5e-3, max_train_tokens=600_000)
     distill: LMDistillConfig = LMDistillConfig()
     prune: LMPruneConfig = LMPruneConfig()
     export: LMExportConfig = LMExportConfig()
@@ -138,4 +143,6 @@ class LMRecipe(RecipeIO):
         _check("name", isinstance(self.name, str) and bool(self.name), self.name, "a non-empty string")
         _check("student.context", self.student.context == self.teacher.context, self.student.context,
                f"the teacher's context ({self.teacher.context})")
+        _check("distill.top_k", self.distill.top_k <= self.tokenizer.vocabulary_size, self.distill.top_k,
+               f"at most tokenizer.vocabulary_size ({self.tokenizer.vocabulary_size})")
 

@@ -18,6 +18,7 @@ Examples for generation metrics are (previous turns -> reply) pairs (`examples`)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
@@ -107,6 +108,16 @@ def chitchat_file() -> Path:
 def load_chitchat(path: str | os.PathLike | None = None, max_conversations: int | None = None) -> Corpus:
     """The Chit-Chat conversations (turns = consecutive messages of one sender), split by conversation id."""
     path = Path(path) if path else chitchat_file()
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    return _load_chitchat(path, max_conversations, (stat.st_size, stat.st_mtime_ns) if stat else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_chitchat(path: Path, max_conversations: int | None, _version) -> Corpus:
+    """One parse per file version (a frozen `Corpus`: shared safely by every caller in a process)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -32,6 +32,7 @@ from ..convert import ConversionError, _converter_message
 from .config import DecoderConfig
 
 SIGNATURES = ("prefill", "decode", "extend", "score")
+EXPORT_FORMAT = 1  # bump when the file's graph changes: cached teacher/student files are keyed by it
 NEG = -1e9
 
 
@@ -183,17 +184,36 @@ def _calibration(windows: np.ndarray, config: DecoderConfig, n: int):
 def convert(model, config: DecoderConfig, quantization: str = "float", calibration_windows: np.ndarray | None = None,
             calibration_count: int = 64) -> bytes:
     """The `.tflite` bytes of `model` with the four signatures, quantized as asked; BUILTINS only."""
+    return convert_many(model, config, (quantization,), calibration_windows, calibration_count)[quantization]
+
+
+def convert_many(model, config: DecoderConfig, quantizations=("float",), calibration_windows: np.ndarray | None = None,
+                 calibration_count: int = 64) -> dict[str, bytes]:
+    """`.tflite` bytes of `model` for each quantization kind, from one SavedModel (traced and saved once)."""
+    import shutil
+
+    unknown = [q for q in quantizations if q not in ("float", "dynamic", "full-int8")]
+    if unknown:
+        raise ConversionError(f"unknown quantization {unknown[0]!r}")
+    if "full-int8" in quantizations and calibration_windows is None:
+        raise ConversionError("full-int8 needs calibration windows")
     module = KVCacheDecoder(decoder_weights(model, config), config)
     tmp = tempfile.mkdtemp(prefix="tflite_compress_lm_")
-    sigs = {name: getattr(module, name).get_concrete_function() for name in SIGNATURES}
-    tf.saved_model.save(module, tmp, signatures=sigs)
-    conv = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=list(SIGNATURES))
+    try:
+        sigs = {name: getattr(module, name).get_concrete_function() for name in SIGNATURES}
+        tf.saved_model.save(module, tmp, signatures=sigs)
+        return {q: _convert_saved(tmp, module, config, q, calibration_windows, calibration_count) for q in quantizations}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _convert_saved(saved_dir: str, module: KVCacheDecoder, config: DecoderConfig, quantization: str,
+                   calibration_windows, calibration_count: int) -> bytes:
+    conv = tf.lite.TFLiteConverter.from_saved_model(saved_dir, signature_keys=list(SIGNATURES))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization in ("dynamic", "full-int8"):
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "full-int8":
-        if calibration_windows is None:
-            raise ConversionError("full-int8 needs calibration windows")
         rows, gen, cache_samples = _calibration(calibration_windows, config, calibration_count)
         for r in rows[: max(1, len(rows) // 2)]:
             p = int(len(r) // 2)
@@ -205,16 +225,10 @@ def convert(model, config: DecoderConfig, quantization: str = "float", calibrati
                                              "k_cache": k.numpy(), "v_cache": v.numpy()}))
         conv.representative_dataset = gen
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    elif quantization not in ("float", "dynamic"):
-        raise ConversionError(f"unknown quantization {quantization!r}")
     try:
         return conv.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many kinds
         raise ConversionError(f"LM conversion ({quantization}) failed: {_converter_message(exc)}") from None
-    finally:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def model_info(config: DecoderConfig, vocab_size: int, quantization: str) -> dict:

@@ -7,9 +7,13 @@ ROUGE of greedy replies, decode tokens/s through the cache. Two reference rows c
 same split and tokenizer: an interpolated bigram's perplexity and the BLEU/ROUGE of always
 answering the most frequent train reply.
 
-The teacher (the same decoder builder, larger) is trained on the train split and cached in
-`cache_dir` under a key hashed from the corpus, the vocabulary and its config; a cached teacher
-is loaded, not retrained (the report says which).
+The teacher (the same decoder builder, larger) and the student trained on the data alone (the
+baseline of the distillation gain) are trained on the train split and cached in `cache_dir`
+with their float `.tflite` files, under a key hashed from the corpus, the vocabulary, the
+model's config, its training config and the seed; a cached model is loaded, not retrained (the
+report says which). The learned vocabulary is cached the same way (key: corpus, tokenizer
+config, seed). What a rerun with a warm cache pays is the distillation, pruning, the student's
+exports and the evaluation.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import RunError
+from ..errors import InputError, RunError
 from ..files import atomic_write_json, atomic_write_text, staged_dir
 from ..stages import PipelineState, Stage, log_stderr, run_stages
 from .config import LMRecipe
@@ -67,17 +71,38 @@ def corpus_stage(state: LMState, log) -> LMState:
     return state.record("corpus", {"source": state.corpus.source, "fingerprint": state.corpus.fingerprint(), **stats})
 
 
+def _key(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update((part if isinstance(part, str) else json.dumps(part, sort_keys=True)).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
 def tokenizer_stage(state: LMState, log) -> LMState:
     cfg = state.recipe.tokenizer
-    turns = [t for conv in state.corpus.train for t in conv]
-    rng = np.random.default_rng(state.recipe.seed)
-    if len(turns) > cfg.max_train_texts:
-        turns = [turns[i] for i in sorted(rng.choice(len(turns), cfg.max_train_texts, replace=False))]
-    log.step(f"tokenizer: learning a {cfg.vocabulary_size}-piece WordPiece vocabulary on {len(turns)} train turns")
-    tok = LMTokenizer(learn_lm_vocabulary(turns, cfg.vocabulary_size, cfg.min_frequency))
+    key = _key(state.corpus.fingerprint(), dataclasses.asdict(cfg), state.recipe.seed, "vocab-1")
+    cached = state.cache_dir / f"lm-vocab-{key}.txt"
+    tok = None
+    if cached.is_file():
+        try:
+            tok = LMTokenizer.from_file(cached)
+            log.step(f"tokenizer: cached {len(tok.vocab)}-piece WordPiece vocabulary {cached}")
+        except InputError as exc:
+            log.step(f"tokenizer: cache entry unreadable ({str(exc)[:80]}); learning again")
+            cached.unlink(missing_ok=True)
+    if tok is None:
+        turns = [t for conv in state.corpus.train for t in conv]
+        rng = np.random.default_rng(state.recipe.seed)
+        if len(turns) > cfg.max_train_texts:
+            turns = [turns[i] for i in sorted(rng.choice(len(turns), cfg.max_train_texts, replace=False))]
+        log.step(f"tokenizer: learning a {cfg.vocabulary_size}-piece WordPiece vocabulary on {len(turns)} train turns")
+        tok = LMTokenizer(learn_lm_vocabulary(turns, cfg.vocabulary_size, cfg.min_frequency))
+        state.cache_dir.mkdir(parents=True, exist_ok=True)
+        tok.save(cached)
     tok.save(state.work_dir / "vocab.txt")
     budget = max(state.recipe.teacher_train.max_train_tokens, state.recipe.student_train.max_train_tokens)
-    ids = {"train": stream(state.corpus.train, tok, budget),
+    ids = {"train": stream(state.corpus.train, tok, budget + 1),
            "val": stream(state.corpus.val, tok, state.recipe.eval.max_eval_tokens + 1),
            "test": stream(state.corpus.test, tok, state.recipe.eval.max_eval_tokens + 1)}
     context = state.recipe.student.context
@@ -89,17 +114,14 @@ def tokenizer_stage(state: LMState, log) -> LMState:
     log.detail(f"vocabulary {len(tok.vocab)}; tokens train {len(ids['train'])}, val {len(ids['val'])}, "
                f"test {len(ids['test'])}; [UNK] share {unk:.4f}")
     return state.record("tokenizer", {"vocabulary_size": len(tok.vocab), "tokens": {k: len(v) for k, v in ids.items()},
-                                      "unk_share_train": unk},
+                                      "unk_share_train": unk, "cache_file": str(cached)},
                         tokenizer=tok, ids=ids, train_windows=windows(ids["train"], context))
 
 
-def _teacher_key(state: LMState) -> str:
-    h = hashlib.sha256()
-    h.update(state.corpus.fingerprint().encode())
-    h.update("\n".join(state.tokenizer.vocab).encode())
-    r = state.recipe
-    h.update(json.dumps([dataclasses.asdict(r.teacher), dataclasses.asdict(r.teacher_train), r.seed, 1]).encode())
-    return h.hexdigest()[:20]
+def _model_key(state: LMState, config, train_cfg) -> str:
+    """The cache key of a model trained on the data alone: corpus, vocabulary, its config and seed."""
+    return _key(state.corpus.fingerprint(), "\n".join(state.tokenizer.vocab), dataclasses.asdict(config),
+                dataclasses.asdict(train_cfg), state.recipe.seed, 2)
 
 
 def _fit(model, state: LMState, train_cfg, teacher=None, log=None, callbacks=()):
@@ -107,76 +129,117 @@ def _fit(model, state: LMState, train_cfg, teacher=None, log=None, callbacks=())
 
     w = state.train_windows[: max(1, train_cfg.max_train_tokens // state.recipe.student.context)]
     d = state.recipe.distill
+    topk = None
+    if teacher is not None and d.top_k:
+        topk = _teacher_topk(state, teacher, len(w), log)
+        teacher = None
     t0 = time.perf_counter()
     hist = distill.train(model, w, train_cfg.epochs, train_cfg.batch_size, train_cfg.learning_rate,
-                         state.recipe.seed, teacher, d.alpha, d.temperature, callbacks, state.verbose)
+                         state.recipe.seed, teacher, d.alpha, d.temperature, callbacks, state.verbose, topk=topk)
     val = distill.keras_perplexity(model, windows(state.ids["val"], state.recipe.student.context))
+    seconds = time.perf_counter() - t0
     if log:
-        log.detail(f"{len(w)} windows x {train_cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s; "
+        log.detail(f"{len(w)} windows x {train_cfg.epochs} epochs in {seconds:.0f} s; "
                    f"last loss {hist['loss'][-1]:.3f}; val perplexity (Keras) {val:.2f}")
-    return {"train_windows": len(w), "epochs": train_cfg.epochs, "loss": hist["loss"], "val_perplexity_keras": val}
+    return {"train_windows": len(w), "epochs": train_cfg.epochs, "loss": hist["loss"], "val_perplexity_keras": val,
+            "train_s": seconds}
 
 
-def teacher_stage(state: LMState, log) -> LMState:
+def _write_cache(path: Path, suffix: str, write: Callable[[str], None]) -> None:
+    """`write(tmp)` to a temp file beside `path` (keeping `suffix`, which the writers read), then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _teacher_topk(state: LMState, teacher, n: int, log):
+    """The teacher's top-k logits of the first `n` train windows, cached beside the teacher's weights."""
+    from . import distill
+
+    k, temperature = state.recipe.distill.top_k, state.recipe.distill.temperature
+    path = Path(state.records["teacher"]["cache_file"]).with_suffix(f".top{k}-T{temperature:g}.npz")
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                if len(f["ids"]) >= n:
+                    return f["ids"][:n], f["logits"][:n]
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    ids, logits = distill.teacher_topk(teacher, state.train_windows[:n], k, temperature)
+    _write_cache(path, ".npz", lambda tmp: np.savez(tmp, ids=ids, logits=logits))
+    if log:
+        log.detail(f"teacher top-{k} log-probabilities (T {temperature:g}) of {n} windows computed in {time.perf_counter() - t0:.0f} s "
+                   f"and cached ({(ids.nbytes + logits.nbytes) / 2**20:.0f} MB) {path.name}")
+    return ids, logits
+
+
+def _head_bias(state: LMState):
+    """Every model's output bias starts at the unigram log-probabilities of the train stream it reads."""
+    from .models import unigram_log_probs
+
+    budget = max(state.recipe.teacher_train.max_train_tokens, state.recipe.student_train.max_train_tokens)
+    return unigram_log_probs(state.ids["train"][:budget], len(state.tokenizer.vocab))
+
+
+def _cached_or_trained(state: LMState, log, role: str, config, train_cfg, what: str):
+    """A decoder trained on the data alone (CE), loaded from `cache_dir` when the same one was trained before."""
+    from . import distill
     from .models import build_decoder, count_params
 
-    r = state.recipe
-    key = _teacher_key(state)
-    path = state.cache_dir / f"lm-teacher-{key}.h5"  # tf-keras HDF5 weights (".weights.h5" would mean Keras 3's format)
-    teacher = build_decoder(r.teacher, len(state.tokenizer.vocab), "teacher", r.seed)
-    params = count_params(teacher)
+    key = _model_key(state, config, train_cfg)
+    path = state.cache_dir / f"lm-{role.replace('_', '-')}-{key}.h5"  # tf-keras HDF5 weights
+    model = build_decoder(config, len(state.tokenizer.vocab), role, state.recipe.seed, _head_bias(state))
+    params = count_params(model)
     if path.is_file():
-        log.step(f"teacher: cached ({params:,} parameters) {path}")
+        log.step(f"{what}: cached ({params:,} parameters) {path}")
         try:
-            teacher.load_weights(str(path))
-            from . import distill
-
+            model.load_weights(str(path))
             rec = {"cache_hit": True, "val_perplexity_keras": distill.keras_perplexity(
-                teacher, windows(state.ids["val"], r.teacher.context))}
+                model, windows(state.ids["val"], config.context))}
         except (OSError, ValueError, KeyError) as exc:
             log.detail(f"cache entry unreadable ({str(exc)[:80]}); training again")
             path.unlink(missing_ok=True)
-            return teacher_stage(state, log)
+            return _cached_or_trained(state, log, role, config, train_cfg, what)
     else:
-        log.step(f"teacher: training a {r.teacher.layers}-layer d={r.teacher.dim} decoder ({params:,} parameters; "
-                 f"cache miss {key})")
-        rec = {"cache_hit": False, **_fit(teacher, state, r.teacher_train, log=log)}
-        state.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".h5", dir=state.cache_dir)
-        os.close(fd)
-        try:
-            teacher.save_weights(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        log.step(f"{what}: training a {config.layers}-layer d={config.dim} decoder ({params:,} parameters; "
+                 f"CE only, seed {state.recipe.seed}; cache miss {key})")
+        rec = {"cache_hit": False, **_fit(model, state, train_cfg, log=log)}
+        _write_cache(path, ".h5", lambda tmp: model.save_weights(tmp))
+    return model, {"parameters": params, "seed": state.recipe.seed, "cache_key": key, "cache_file": str(path), **rec}
+
+
+def teacher_stage(state: LMState, log) -> LMState:
+    r = state.recipe
+    teacher, rec = _cached_or_trained(state, log, "teacher", r.teacher, r.teacher_train, "teacher")
     teacher.trainable = False
-    return state.record("teacher", {"parameters": params, "cache_key": key, "cache_file": str(path), **rec},
-                        models=_with(state.models, teacher=teacher))
+    return state.record("teacher", rec, models=_with(state.models, teacher=teacher))
 
 
 def student_data_stage(state: LMState, log) -> LMState:
-    from .models import build_decoder, count_params
-
     r = state.recipe
-    student = build_decoder(r.student, len(state.tokenizer.vocab), "student_data", r.seed)
-    log.step(f"student on the data alone: {r.student.layers}-layer d={r.student.dim} ({count_params(student):,} "
-             f"parameters), CE only, seed {r.seed}")
-    rec = _fit(student, state, r.student_train, log=log)
-    return state.record("student_data", {"parameters": count_params(student), "seed": r.seed, **rec},
-                        models=_with(state.models, student_data=student))
+    student, rec = _cached_or_trained(state, log, "student_data", r.student, r.student_train,
+                                      "student on the data alone")
+    return state.record("student_data", rec, models=_with(state.models, student_data=student))
 
 
 def distill_stage(state: LMState, log) -> LMState:
     from .models import build_decoder, count_params
 
     r = state.recipe
-    student = build_decoder(r.student, len(state.tokenizer.vocab), "student", r.seed)
-    log.step(f"distillation: same student and seed, alpha {r.distill.alpha}, T {r.distill.temperature}, "
-             f"teacher logits on the fly")
+    student = build_decoder(r.student, len(state.tokenizer.vocab), "student", r.seed, _head_bias(state))
+    log.step(f"distillation: same student, seed and data, alpha {r.distill.alpha}, T {r.distill.temperature}, "
+             + (f"teacher's top-{r.distill.top_k} logits (cached)" if r.distill.top_k else "teacher logits on the fly"))
     rec = _fit(student, state, r.student_train, teacher=state.models["teacher"], log=log)
     return state.record("distilled", {"parameters": count_params(student), "seed": r.seed,
-                                      "alpha": r.distill.alpha, "temperature": r.distill.temperature, **rec},
+                                      "alpha": r.distill.alpha, "temperature": r.distill.temperature,
+                                      "top_k": r.distill.top_k, **rec},
                         models=_with(state.models, distilled=student))
 
 
@@ -194,11 +257,12 @@ def prune_stage(state: LMState, log) -> LMState:
     log.step(f"pruning: magnitude pruning of Dense and Embedding kernels to {target:.0%}, KD fine-tuning")
     copy = build_decoder(r.student, len(state.tokenizer.vocab), "pruned", r.seed)
     copy.set_weights(source.get_weights())
-    per_epoch = max(1, min(len(state.train_windows), r.student_train.max_train_tokens // r.student.context)
-                    // r.student_train.batch_size)
+    train_cfg = dataclasses.replace(r.student_train, epochs=r.prune.epochs, learning_rate=r.prune.learning_rate,
+                                    max_train_tokens=r.prune.max_train_tokens)
+    per_epoch = max(1, min(len(state.train_windows), train_cfg.max_train_tokens // r.student.context)
+                    // train_cfg.batch_size)
     cfg = PruneConfig(target_sparsity=target, end_fraction=0.7, exclude_layers=("pos_emb",))
     wrapped = prune_lib.prune(copy, cfg, per_epoch * r.prune.epochs)
-    train_cfg = dataclasses.replace(r.student_train, epochs=r.prune.epochs, learning_rate=r.prune.learning_rate)
     rec = _fit(wrapped, state, train_cfg, teacher=state.models["teacher"], log=log, callbacks=prune_lib.callbacks())
     stripped = prune_lib.strip(wrapped)
     pruned = build_decoder(r.student, len(state.tokenizer.vocab), "pruned", r.seed)
@@ -219,20 +283,32 @@ def export_stage(state: LMState, log) -> LMState:
     r = state.recipe
     log.step("export: KV-cache .tflite files (prefill/decode/extend/score, BUILTINS only): "
              "float rows, dynamic-range int8, full int8")
-    plan = [("teacher", "teacher", r.teacher, "float"), ("student_data", "student_data", r.student, "float"),
-            ("distilled", "distilled", r.student, "float"), ("pruned", "pruned", r.student, "float"),
-            ("int8_dynamic", "pruned", r.student, "dynamic"), ("int8_full", "pruned", r.student, "full-int8")]
-    files = {}
-    times = {}
-    for row, model_name, cfg, quant in plan:
+    files, times, cached = {}, {}, []
+    pruned_rows = {"pruned": "float", "int8_dynamic": "dynamic", "int8_full": "full-int8"}
+    plan = [("teacher", r.teacher, ("float",)), ("student_data", r.student, ("float",)),
+            ("distilled", r.student, ("float",)), ("pruned", r.student, tuple(pruned_rows.values()))]
+    for model_name, cfg, quants in plan:
         t0 = time.perf_counter()
-        content = export.convert(state.models[model_name], cfg, quant, state.train_windows,
-                                 r.export.calibration_windows)
-        path = state.work_dir / f"{row}.tflite"
-        export.write(path, content)
-        files[row] = path
-        times[row] = time.perf_counter() - t0
-        log.detail(f"{path.name}: {len(content):,} bytes ({times[row]:.0f} s)")
+        # the models trained on the data alone are cached with their float file (same key, export format)
+        trained = state.records.get(model_name, {}).get("cache_file") if model_name in ("teacher", "student_data") else None
+        keep = Path(trained).with_suffix(f".kv{export.EXPORT_FORMAT}.tflite") if trained else None
+        if keep is not None and keep.is_file():
+            contents = {"float": keep.read_bytes()}
+            cached.append(model_name)
+        else:
+            contents = export.convert_many(state.models[model_name], cfg, quants, state.train_windows,
+                                           r.export.calibration_windows)
+            if keep is not None:
+                export.write(keep, contents["float"])
+        rows = pruned_rows if model_name == "pruned" else {model_name: "float"}
+        for row, quant in rows.items():
+            path = state.work_dir / f"{row}.tflite"
+            export.write(path, contents[quant])
+            files[row] = path
+            log.detail(f"{path.name}: {len(contents[quant]):,} bytes")
+        times[model_name] = time.perf_counter() - t0
+        log.detail(f"{model_name}: {'cached file' if model_name in cached else ', '.join(quants)} "
+                   f"({times[model_name]:.0f} s)")
     shipped = SHIPPED[r.export.quantization]
     shutil.copyfile(files[shipped], state.work_dir / "model.tflite")
     atomic_write_json(state.work_dir / "model_info.json",
@@ -241,7 +317,7 @@ def export_stage(state: LMState, log) -> LMState:
                            tokenizer=state.tokenizer.config.to_info() | {"eot_token": "[EOT]", "eot_id": 2,
                                                                          "sequence_length": None}))
     return state.record("export", {"files": {k: p.name for k, p in files.items()}, "seconds": times,
-                                   "shipped": shipped}, files=files)
+                                   "cached": cached, "shipped": shipped}, files=files)
 
 
 def evaluate_stage(state: LMState, log) -> LMState:
@@ -321,6 +397,7 @@ def summarise(state: LMState, total_s: float) -> dict:
         "shipped": shipped,
         "shipped_size_bytes": int8["size_bytes"],
         "teacher_cached": rec["teacher"]["cache_hit"],
+        "student_data_cached": rec["student_data"]["cache_hit"],
         "param_ratio_teacher_student": rows["teacher"]["parameters"] / rows["distilled"]["parameters"],
         "int8_vs_float_student_ppl": int8["perplexity"] / rows["pruned"]["perplexity"] - 1,
         "int8_vs_distilled_ppl": int8["perplexity"] / rows["distilled"]["perplexity"] - 1,
@@ -360,7 +437,8 @@ def format_table(report: dict) -> str:
                  f"{fr['rougeL']:>7.3f}   ({fr['reply']!r})")
     d = ev["dialog_cache"]
     lines += ["", f"* shipped: model.tflite = {ROW_LABELS[s['shipped']]}; teacher "
-                  f"{'loaded from the cache' if s['teacher_cached'] else 'trained in this run'}; "
+                  f"{'loaded from the cache' if s['teacher_cached'] else 'trained in this run'}, student on the data alone "
+                  f"{'loaded from the cache' if s.get('student_data_cached') else 'trained in this run'}; "
                   f"teacher/student parameters {s['param_ratio_teacher_student']:.1f}x",
               f"perplexity: shipped vs its float student {100 * s['int8_vs_float_student_ppl']:+.1f}%, "
               f"vs the teacher {100 * s['int8_vs_teacher_ppl']:+.1f}%; distillation gain "

@@ -429,7 +429,7 @@ def evaluate_lm(model: LMFile, conversations: Sequence[Sequence[str]], max_token
     if len(ids) <= model.context + 1:
         raise InputError(f"the evaluation data has {len(ids)} tokens, fewer than one window of {model.context + 1}")
     out = {"model": str(model.path), "context": model.context, **next_token_metrics(model, ids, max_tokens)}
-    ex = examples(conversations, limit=generation_examples)
+    ex = examples(conversations, limit=generation_examples) if generation_examples > 0 else []  # limit 0: none, not all
     if ex:
         gen = evaluate_generation(model, ex, max_new_tokens)
         out.update({k: gen[k] for k in ("bleu", "rouge1", "rouge2", "rougeL", "examples", "samples")})
