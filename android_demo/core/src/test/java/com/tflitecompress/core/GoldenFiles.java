@@ -57,6 +57,16 @@ final class GoldenFiles {
         return out;
     }
 
+    /** A JSON list of int8 values as the raw output bytes the interpreter returns. */
+    static byte[] int8s(Object list) {
+        int[] q = ints(list);
+        byte[] out = new byte[q.length];
+        for (int i = 0; i < q.length; i++) {
+            out[i] = (byte) q[i];
+        }
+        return out;
+    }
+
     @SuppressWarnings("unchecked")
     static List<String> strings(Object list) {
         return (List<String>) list;

@@ -108,11 +108,7 @@ class GoldenTokenizerTest {
         int rejected = 0;
         for (Object o : rows) {
             Map<String, Object> r = (Map<String, Object>) o;
-            int[] q = GoldenFiles.ints(r.get("int8"));
-            byte[] raw = new byte[q.length];
-            for (int i = 0; i < q.length; i++) {
-                raw[i] = (byte) q[i];
-            }
+            byte[] raw = GoldenFiles.int8s(r.get("int8"));
             IntentCore.Decision d = core.decide(raw);
             String where = "rule row " + r.get("id");
             assertEquals(((Number) r.get("max_softmax")).doubleValue(), d.maxProbability, 1e-12, where);
@@ -134,11 +130,7 @@ class GoldenTokenizerTest {
         List<Object> cases = (List<Object>) golden.get("cases");
         for (Object o : rows) {
             Map<String, Object> r = (Map<String, Object>) o;
-            int[] q = GoldenFiles.ints(r.get("int8"));
-            byte[] raw = new byte[q.length];
-            for (int i = 0; i < q.length; i++) {
-                raw[i] = (byte) q[i];
-            }
+            byte[] raw = GoldenFiles.int8s(r.get("int8"));
             float[] deq = core.outputQuantization.dequantize(raw);
             int[] bits = new int[deq.length];
             for (int i = 0; i < deq.length; i++) {
