@@ -116,6 +116,7 @@ def test_bad_recipe_values_fail_at_load_before_any_tensorflow(tmp_path, recipe, 
 def test_model_without_integer_only_form_is_exit_3(tmp_path):
     """Valid input the tool cannot make integer-only (a masked LSTM returning sequences): exit 3, one
     line naming the layer, before any training, nothing written, no MLIR dump."""
+    from tflite_compress import _tf  # noqa: F401  (TF_USE_LEGACY_KERAS before Keras 3 imports TensorFlow)
     import keras
 
     words = ["play", "music", "song", "weather", "rain", "sunny"]
