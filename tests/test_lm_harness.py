@@ -84,7 +84,7 @@ def test_chitchat_split_is_by_conversation():
 def test_recipe_checks_and_round_trip(tmp_path):
     r = LMRecipe()
     assert LMRecipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r
-    with pytest.raises(InputError, match=r"heads: expected a divisor of dim=64, got 5"):
+    with pytest.raises(InputError, match=r"heads: expected a divisor of dim=64; got 5"):
         DecoderConfig(dim=64, heads=5)
     with pytest.raises(InputError, match=r"export.quantization: expected one of .*got 'int4'"):
         LMRecipe.from_dict({"export": {"quantization": "int4"}})

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import RecipeIO
-from ..errors import InputError
+from ..config import RecipeIO, _require
 
 
 def _check(where: str, ok: bool, value, expected: str) -> None:
-    if not ok:
-        raise InputError(f"{where}: expected {expected}, got {value!r}")
+    """`config._require` in this module's argument order (the one message shape of every recipe)."""
+    _require(ok, where, expected, value)
 
 
 @dataclasses.dataclass(frozen=True)
