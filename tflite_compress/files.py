@@ -75,17 +75,18 @@ def _named(exc: OSError, path: Path) -> OSError:
 # ---------------------------------------------------------------- atomic files
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` whole or not at all (a temp file `.NAME.PID-XXXX.tmp`, then a rename)."""
+def atomic_write_via(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> None:
+    """`write(tmp)` fills a temp file beside `path` (`.NAME.PID-XXXX` + `suffix`, kept for writers that
+    pick their format by it, e.g. `.h5`, `.npz`), then a rename: `path` is written whole or not at all."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=suffix, dir=path.parent)
+        os.close(fd)
     except OSError as exc:
         raise _named(exc, path.parent) from None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -93,6 +94,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise _named(exc, path) from None
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all (a temp file `.NAME.PID-XXXX.tmp`, then a rename)."""
+    def write(tmp: str) -> None:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as f:
+            f.write(data)
+
+    atomic_write_via(path, write)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

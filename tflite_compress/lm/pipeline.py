@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -31,7 +30,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import InputError, RunError
-from ..files import atomic_write_json, atomic_write_text, staged_dir
+from ..files import atomic_write_json, atomic_write_text, atomic_write_via, staged_dir
 from ..stages import PipelineState, Stage, log_stderr, run_stages
 from .config import LMRecipe
 from .corpus import LICENCE, Corpus, examples
@@ -145,19 +144,6 @@ def _fit(model, state: LMState, train_cfg, teacher=None, log=None, callbacks=())
             "train_s": seconds}
 
 
-def _write_cache(path: Path, suffix: str, write: Callable[[str], None]) -> None:
-    """`write(tmp)` to a temp file beside `path` (keeping `suffix`, which the writers read), then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _teacher_topk(state: LMState, teacher, n: int, log):
     """The teacher's top-k logits of the first `n` train windows, cached beside the teacher's weights."""
     from . import distill
@@ -173,7 +159,7 @@ def _teacher_topk(state: LMState, teacher, n: int, log):
             path.unlink(missing_ok=True)
     t0 = time.perf_counter()
     ids, logits = distill.teacher_topk(teacher, state.train_windows[:n], k, temperature)
-    _write_cache(path, ".npz", lambda tmp: np.savez(tmp, ids=ids, logits=logits))
+    atomic_write_via(path, lambda tmp: np.savez(tmp, ids=ids, logits=logits), suffix=".npz")
     if log:
         log.detail(f"teacher top-{k} log-probabilities (T {temperature:g}) of {n} windows computed in {time.perf_counter() - t0:.0f} s "
                    f"and cached ({(ids.nbytes + logits.nbytes) / 2**20:.0f} MB) {path.name}")
@@ -211,7 +197,7 @@ def _cached_or_trained(state: LMState, log, role: str, config, train_cfg, what: 
         log.step(f"{what}: training a {config.layers}-layer d={config.dim} decoder ({params:,} parameters; "
                  f"CE only, seed {state.recipe.seed}; cache miss {key})")
         rec = {"cache_hit": False, **_fit(model, state, train_cfg, log=log)}
-        _write_cache(path, ".h5", lambda tmp: model.save_weights(tmp))
+        atomic_write_via(path, lambda tmp: model.save_weights(tmp), suffix=".h5")
     return model, {"parameters": params, "seed": state.recipe.seed, "cache_key": key, "cache_file": str(path), **rec}
 
 
