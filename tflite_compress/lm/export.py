@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 
 import numpy as np
 
 from .._tf import tf
 from ..convert import ConversionError, _converter_message
-from .config import DecoderConfig
+from .config import QUANTIZATIONS, DecoderConfig
 
 SIGNATURES = ("prefill", "decode", "extend", "score")
 EXPORT_FORMAT = 1  # bump when the file's graph changes: cached teacher/student files are keyed by it
@@ -190,9 +191,7 @@ def convert(model, config: DecoderConfig, quantization: str = "float", calibrati
 def convert_many(model, config: DecoderConfig, quantizations=("float",), calibration_windows: np.ndarray | None = None,
                  calibration_count: int = 64) -> dict[str, bytes]:
     """`.tflite` bytes of `model` for each quantization kind, from one SavedModel (traced and saved once)."""
-    import shutil
-
-    unknown = [q for q in quantizations if q not in ("float", "dynamic", "full-int8")]
+    unknown = [q for q in quantizations if q not in QUANTIZATIONS]
     if unknown:
         raise ConversionError(f"unknown quantization {unknown[0]!r}")
     if "full-int8" in quantizations and calibration_windows is None:
