@@ -178,3 +178,33 @@ def test_demo_lm_rejects_bad_corpus_and_writes_nothing(tmp_path):
     res = CliRunner().invoke(main, ["demo-lm", "--corpus", str(small), "--runs-dir", str(tmp_path / "runs")])
     assert res.exit_code == 2 and "too small a corpus" in res.output
     assert not (tmp_path / "runs" / "chitchat-lm").exists()
+
+
+def test_float_file_computes_the_keras_model(tmp_path):
+    """The exported graph (LayerNorm scale/shift folded into the next Dense, q/k/v fused) gives the Keras
+    model's logits: score over a window, and prefill + decode through the cache."""
+    from tflite_compress.lm import export
+    from tflite_compress.lm.models import build_decoder
+    from tflite_compress.runtime.lm import LMFile
+
+    cfg = DecoderConfig(layers=2, dim=16, heads=2, ff_dim=24, context=12)
+    model = build_decoder(cfg, 40, seed=3)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # non-trivial LayerNorm scales and shifts, so folding them is checked
+        if "ln" in layer.name:
+            layer.set_weights([rng.normal(1.0, 0.5, w.shape).astype(np.float32) if i == 0 else
+                               rng.normal(0.0, 0.5, w.shape).astype(np.float32) for i, w in enumerate(layer.get_weights())])
+    ids = rng.integers(3, 40, cfg.context).astype(np.int32)
+    ref = model(ids[None], training=False).numpy()[0]
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[EOT]"] + [f"w{i}" for i in range(37)]) + "\n")
+    path = tmp_path / "m.tflite"
+    export.write(path, export.convert(model, cfg, "float"))
+    m = LMFile(path)
+    np.testing.assert_allclose(m.score(ids), ref, atol=1e-4)
+    logits, k, v = m.prefill(ids[:5])
+    np.testing.assert_allclose(logits, ref[4], atol=1e-4)
+    for p in range(5, cfg.context):
+        logits, k, v = m.decode(int(ids[p]), p, k, v)
+        np.testing.assert_allclose(logits, ref[p], atol=1e-4)
+    with pytest.raises(Exception, match="outside the model's context"):
+        m.decode(3, cfg.context, k, v)

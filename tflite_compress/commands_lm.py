@@ -169,18 +169,28 @@ def chat(model: Path, vocab: Path | None, threads: int, max_new_tokens: int, tem
 @click.option("--context", "context_tokens", type=click.IntRange(1), default=64, show_default=True,
               help="Tokens prefilled before decoding (and scored by the cacheless comparison).")
 @click.option("--steps", type=click.IntRange(1), default=64, show_default=True, help="Decode steps timed.")
+@click.option("--profile", is_flag=True,
+              help="Also time each op of one decode step alone, with the kernel that runs it (XNNPACK, builtin).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @guarded
-def bench_lm(model: Path, vocab: Path | None, threads: int, context_tokens: int, steps: int, as_json: bool) -> None:
+def bench_lm(model: Path, vocab: Path | None, threads: int, context_tokens: int, steps: int, profile: bool,
+             as_json: bool) -> None:
     """Prefill ms, decode tokens/s through the cache, and re-running score over the context (no TensorFlow)."""
     from .runtime.lm import decode_speed
 
     lm = _open(model, vocab, threads)
     r = dict(decode_speed(lm, context_tokens, steps), model=str(model), threads=threads)
-    emit(r, as_json, f"{model} ({threads} thread(s)): prefill {r['context_tokens']} tokens {r['prefill_ms']:.2f} ms; "
-                     f"decode {r['decode_tokens_per_s']:,.0f} tokens/s ({r['decode_ms_per_token']:.3f} ms/token); "
-                     f"score over {r['context_tokens']} tokens {r['score_ms']:.2f} ms -> cache {r['speedup_vs_score']:.1f}x "
-                     f"faster per generated token")
+    text = (f"{model} ({threads} thread(s)): prefill {r['context_tokens']} tokens {r['prefill_ms']:.2f} ms; "
+            f"decode {r['decode_tokens_per_s']:,.0f} tokens/s ({r['decode_ms_per_token']:.3f} ms/token); "
+            f"score over {r['context_tokens']} tokens {r['score_ms']:.2f} ms -> cache {r['speedup_vs_score']:.1f}x "
+            f"faster per generated token")
+    if profile:
+        from .runtime.delegation import format_profile
+        from .runtime.lm import decode_profile
+
+        r["decode_profile"] = p = decode_profile(lm, context_tokens)
+        text += "\n" + format_profile(p).replace("per-op profile at batch 1", "decode step, per-op profile", 1)
+    emit(r, as_json, text)
 
 
 def register(group: click.Group) -> None:

@@ -101,8 +101,9 @@ def delegation_report(content: bytes, options: RuntimeOptions = RuntimeOptions()
     partitions = 0
     if use_xnnpack:
         taken = _delegated_ops(content, options, n_ops)
-        model = TFLiteModel(content, options)
-        partitions = sum(DELEGATE_NODE in n["op_name"] for n in op_details(model.interpreter)[n_ops:])
+        _, interp = make_interpreter(content, options)  # any inputs (a signature_model has several)
+        interp.allocate_tensors()
+        partitions = sum(DELEGATE_NODE in n["op_name"] for n in op_details(interp)[n_ops:])
     kernel_off = "reference" if options.reference_kernels else "builtin"
     ops = []
     for i, op in enumerate(g.operators):
@@ -143,16 +144,29 @@ def format_delegation(report: dict) -> list[str]:
 
 # ---------------------------------------------------------------- per-op profile
 
-def _tensor_values(content: bytes, options: RuntimeOptions, x: np.ndarray) -> tuple[dict[int, np.ndarray], object]:
-    """Every tensor's value in one run on `x` (builtin kernels, all tensors kept)."""
+def _inputs(x) -> list[np.ndarray]:
+    return [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [np.asarray(x)]
+
+
+def _set_inputs(interp, xs: list[np.ndarray]) -> None:
+    """Set the model's inputs from `xs` (in the order of `get_input_details`), resizing where the shape differs."""
+    details = interp.get_input_details()
+    if len(details) != len(xs):
+        raise InputError(f"the model has {len(details)} inputs; {len(xs)} given")
+    if any(tuple(a.shape) != tuple(d["shape"]) for d, a in zip(details, xs)):
+        for d, a in zip(details, xs):
+            interp.resize_tensor_input(d["index"], list(a.shape))
+    interp.allocate_tensors()
+    for d, a in zip(interp.get_input_details(), xs):
+        interp.set_tensor(d["index"], a)
+
+
+def _tensor_values(content: bytes, options: RuntimeOptions, x) -> tuple[dict[int, np.ndarray], object]:
+    """Every tensor's value in one run on `x` (one array, or one per input; builtin kernels, all tensors kept)."""
     plain = dataclasses.replace(options, xnnpack=False, reference_kernels=False)
     _, interp = make_interpreter(content, plain, preserve_all_tensors=True)
     interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    if tuple(x.shape) != tuple(inp["shape"]):
-        interp.resize_tensor_input(inp["index"], list(x.shape))
-        interp.allocate_tensors()
-    interp.set_tensor(inp["index"], x)
+    _set_inputs(interp, _inputs(x))
     interp.invoke()
     values = {}
     for t in interp.get_tensor_details():
@@ -161,6 +175,25 @@ def _tensor_values(content: bytes, options: RuntimeOptions, x: np.ndarray) -> tu
         except ValueError:  # tensors without data (optional, or freed)
             pass
     return values, interp
+
+
+def signature_model(content: bytes, key: str) -> bytes:
+    """The file with signature `key`'s subgraph as its only subgraph (its main graph), without signature
+    defs: what `delegation_report` and `profile_ops` read, for a multi-signature file (an LM's `decode`)."""
+    try:
+        from ai_edge_litert.tools import flatbuffer_utils as fbu
+    except ImportError:
+        raise InputError("profiling a signature needs ai-edge-litert (its flatbuffer tools): pip install ai-edge-litert") from None
+    model = fbu.read_model_from_bytearray(bytearray(content))
+    keys = {(sd.signatureKey.decode() if isinstance(sd.signatureKey, bytes) else sd.signatureKey): sd.subgraphIndex
+            for sd in (model.signatureDefs or [])}
+    if key not in keys:
+        raise InputError(f"no signature {key!r} in the model (found: {', '.join(sorted(keys)) or 'none'})")
+    sub = model.subgraphs[keys[key]]
+    m = copy.copy(model)
+    m.subgraphs = [sub]
+    m.signatureDefs = []
+    return bytes(fbu.convert_object_to_bytearray(m))
 
 
 def _one_op_models(content: bytes):
@@ -199,21 +232,16 @@ def _time_us(interp, runs: int, warmup: int) -> float:
 
 def _op_interpreter(op_content: bytes, feeds: list[int], values: dict[int, np.ndarray], options: RuntimeOptions):
     _, interp = make_interpreter(op_content, options)
-    details = interp.get_input_details()
-    for d, t in zip(details, feeds):
-        if tuple(d["shape"]) != values[t].shape:
-            interp.resize_tensor_input(d["index"], list(values[t].shape))
-    interp.allocate_tensors()
-    for d, t in zip(interp.get_input_details(), feeds):
-        interp.set_tensor(d["index"], values[t])
+    _set_inputs(interp, [values[t] for t in feeds])
     return interp
 
 
-def profile_ops(content: bytes, options: RuntimeOptions, x: np.ndarray, runs: int = 100, warmup: int = 10,
+def profile_ops(content: bytes, options: RuntimeOptions, x, runs: int = 100, warmup: int = 10,
                 delegation: dict | None = None) -> dict:
     """Median microseconds of each op run alone, with the kernel it runs on, beside the whole model's.
 
-    `x` is one input batch (the model's dtype). Ops outside XNNPACK are also timed on the
+    `x` is one input batch (the model's dtype), or a list with one array per input (in the order of
+    `get_input_details`; e.g. a `signature_model`'s). Ops outside XNNPACK are also timed on the
     reference kernels (`reference_us`), which shows whether the builtin resolver runs an
     optimized kernel for them or the reference one.
     """
@@ -235,8 +263,13 @@ def profile_ops(content: bytes, options: RuntimeOptions, x: np.ndarray, runs: in
         except (ValueError, RuntimeError) as exc:
             row = {**o, "us": None, "error": str(exc).strip().splitlines()[0][:200]}
         rows.append(row)
-    model = TFLiteModel(content, options)
-    model_us = _time_us_model(model, x, runs, warmup)
+    xs = _inputs(x)
+    if len(xs) == 1:
+        model_us = _time_us_model(TFLiteModel(content, options), xs[0], runs, warmup)
+    else:
+        _, whole = make_interpreter(content, options)
+        _set_inputs(whole, xs)
+        model_us = _time_us(whole, runs, warmup)
     timed = [r["us"] for r in rows if r["us"] is not None]
     outside = [r["us"] for r in rows if r["us"] is not None and not r["delegated"]]
     by_op: dict[str, dict] = {}
@@ -245,7 +278,7 @@ def profile_ops(content: bytes, options: RuntimeOptions, x: np.ndarray, runs: in
         entry = by_op.setdefault(key, {"op": r["op"], "kernel": r["kernel"], "count": 0, "us": 0.0})
         entry["count"] += 1
         entry["us"] += r["us"] or 0.0
-    return {"batch": int(x.shape[0]), "runs": runs, "model_us_p50": model_us, "ops_sum_us": float(sum(timed)),
+    return {"batch": int(xs[0].shape[0]) if len(xs) == 1 else 1, "runs": runs, "model_us_p50": model_us, "ops_sum_us": float(sum(timed)),
             "outside_xnnpack_us": float(sum(outside)), "partitions": delegation["partitions"],
             "ops_delegated": delegation["ops_delegated"], "ops_total": delegation["ops_total"], "ops": rows,
             "by_op": sorted(by_op.values(), key=lambda d: -d["us"])}
