@@ -116,15 +116,23 @@ class _WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup": self.warmup, "total": self.total}
 
 
-def keras_perplexity(model, windows: np.ndarray, batch_size: int = 64) -> float:
-    """exp(mean next-token CE) of a Keras LM over `windows` (for choosing settings on val)."""
+def nll_sum(model, windows: np.ndarray, batch_size: int = 64, ignore_id: int | None = None) -> tuple[float, int]:
+    """(sum of next-token NLL in nats, number of targets) of a Keras LM over `windows`; targets equal
+    to `ignore_id` (padding) are not counted."""
     total, count = 0.0, 0
     for start in range(0, len(windows), batch_size):
         w = windows[start:start + batch_size]
         logits = model(w[:, :-1], training=False)
         ce = tf.keras.losses.sparse_categorical_crossentropy(w[:, 1:], logits, from_logits=True)
-        total += float(tf.reduce_sum(ce))
-        count += int(np.prod(w[:, 1:].shape))
+        keep = np.ones(w[:, 1:].shape, bool) if ignore_id is None else w[:, 1:] != ignore_id
+        total += float(np.sum(ce.numpy()[keep]))
+        count += int(keep.sum())
+    return total, count
+
+
+def keras_perplexity(model, windows: np.ndarray, batch_size: int = 64) -> float:
+    """exp(mean next-token CE) of a Keras LM over `windows` (for choosing settings on val)."""
+    total, count = nll_sum(model, windows, batch_size)
     return float(math.exp(total / max(1, count)))
 
 

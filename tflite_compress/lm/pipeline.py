@@ -78,6 +78,15 @@ def _key(*parts) -> str:
     return h.hexdigest()[:20]
 
 
+def vocabulary_turns(corpus: Corpus, cfg, seed: int) -> list[str]:
+    """The train turns a vocabulary is learned on: a seeded sample of `cfg.max_train_texts` (all when fewer)."""
+    turns = [t for conv in corpus.train for t in conv]
+    if len(turns) > cfg.max_train_texts:
+        rng = np.random.default_rng(seed)
+        turns = [turns[i] for i in sorted(rng.choice(len(turns), cfg.max_train_texts, replace=False))]
+    return turns
+
+
 def tokenizer_stage(state: LMState, log) -> LMState:
     cfg = state.recipe.tokenizer
     key = _key(state.corpus.fingerprint(), dataclasses.asdict(cfg), state.recipe.seed, "vocab-1")
@@ -91,10 +100,7 @@ def tokenizer_stage(state: LMState, log) -> LMState:
             log.step(f"tokenizer: cache entry unreadable ({str(exc)[:80]}); learning again")
             cached.unlink(missing_ok=True)
     if tok is None:
-        turns = [t for conv in state.corpus.train for t in conv]
-        rng = np.random.default_rng(state.recipe.seed)
-        if len(turns) > cfg.max_train_texts:
-            turns = [turns[i] for i in sorted(rng.choice(len(turns), cfg.max_train_texts, replace=False))]
+        turns = vocabulary_turns(state.corpus, cfg, state.recipe.seed)
         log.step(f"tokenizer: learning a {cfg.vocabulary_size}-piece WordPiece vocabulary on {len(turns)} train turns")
         tok = LMTokenizer(learn_lm_vocabulary(turns, cfg.vocabulary_size, cfg.min_frequency))
         state.cache_dir.mkdir(parents=True, exist_ok=True)
