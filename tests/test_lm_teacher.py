@@ -25,7 +25,7 @@ RECIPE = LMRecipe(
     student=DecoderConfig(layers=1, dim=16, heads=2, ff_dim=32, context=CONTEXT),
     student_train=TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, max_train_tokens=3000),
     distill=LMDistillConfig(alpha=0.5, temperature=2.0, top_k=16),
-    prune=LMPruneConfig(target_sparsity=0.3, epochs=1, learning_rate=1e-3, max_train_tokens=1500),
+    prune=LMPruneConfig(target_sparsity=0.0),  # off: its KD fine-tune is the distillation's code path, and slow
     export=LMExportConfig(calibration_windows=2),
     eval=LMEvalConfig(max_eval_tokens=300, generation_examples=3, max_new_tokens=4),
 )
@@ -98,9 +98,8 @@ def test_given_teacher_end_to_end(given, tmp_path):
     assert not list((runs / "cache").glob("lm-teacher-*")) and not (out / "teacher.tflite").exists()
     # under 4x the student's parameters: a warning in report.json, not an error
     assert st["teacher"]["param_ratio_to_student"] < 4 and "4x" in report["summary"]["teacher_warning"]
-    # the distilled student and the pruning fine-tune trained from its top-16 log-probabilities, cached
-    for stage in ("distilled", "pruned"):
-        assert np.isfinite(st[stage]["loss"]).all() and min(st[stage]["kl"]) > 0, st[stage]
+    # the distilled student trained from its top-16 log-probabilities, cached
+    assert np.isfinite(st["distilled"]["loss"]).all() and min(st["distilled"]["kl"]) > 0, st["distilled"]
     (topk,) = (runs / "cache").glob("lm-given-teacher-*.top16-T2.npz")
     with np.load(topk) as f:
         assert f["ids"].shape == (st["distilled"]["train_windows"], CONTEXT, 16)
