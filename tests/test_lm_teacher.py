@@ -150,7 +150,11 @@ def _bad_models(keras, root):
     keras.Model(ids, keras.layers.Dense(v)(pooled)).save(root / "rank2_out.keras")
     ids3 = keras.Input((CONTEXT, 2), dtype="int32")
     keras.Model(ids3, keras.layers.Dense(v)(keras.layers.Embedding(v, 4)(ids3))).save(root / "rank3_in.keras")
+    a, b = keras.Input((None,), dtype="int32"), keras.Input((None,), dtype="int32")
+    emb = keras.layers.Embedding(v, 4)
+    keras.Model([a, b], keras.layers.Dense(v)(keras.layers.Add()([emb(a), emb(b)]))).save(root / "two_in.keras")
     return {"missing": (root / "missing.keras", "--teacher file not found"),
+            "two_in": (root / "two_in.keras", "takes 2 inputs; expected one"),
             "garbage": (root / "garbage.keras", "cannot load teacher model"),
             "wide": (root / "wide.keras", "outputs 165 logits a position; --teacher-vocab has 160 tokens"),
             "float_in": (root / "float_in.keras", "expected integer token ids"),

@@ -124,11 +124,16 @@ def _learned_vocabulary(state: LMState, log) -> tuple[LMTokenizer, dict]:
     return tok, {"cache_file": str(cached)}
 
 
+def _train_budget(state: LMState) -> int:
+    """Train tokens any model of the run reads (a given teacher trains on none here)."""
+    r = state.recipe
+    return max(r.student_train.max_train_tokens, r.teacher_train.max_train_tokens if state.teacher_path is None else 0)
+
+
 def tokenizer_stage(state: LMState, log) -> LMState:
     tok, source = (_given_vocabulary if state.teacher_vocab is not None else _learned_vocabulary)(state, log)
     tok.save(state.work_dir / "vocab.txt")
-    budget = max(state.recipe.teacher_train.max_train_tokens, state.recipe.student_train.max_train_tokens)
-    ids = {"train": stream(state.corpus.train, tok, budget + 1),
+    ids = {"train": stream(state.corpus.train, tok, _train_budget(state) + 1),
            "val": stream(state.corpus.val, tok, state.recipe.eval.max_eval_tokens + 1),
            "test": stream(state.corpus.test, tok, state.recipe.eval.max_eval_tokens + 1)}
     context = state.recipe.student.context
@@ -201,8 +206,7 @@ def _head_bias(state: LMState):
     """Every model's output bias starts at the unigram log-probabilities of the train stream it reads."""
     from .models import unigram_log_probs
 
-    budget = max(state.recipe.teacher_train.max_train_tokens, state.recipe.student_train.max_train_tokens)
-    return unigram_log_probs(state.ids["train"][:budget], len(state.tokenizer.vocab))
+    return unigram_log_probs(state.ids["train"][: _train_budget(state)], len(state.tokenizer.vocab))
 
 
 def _cached_or_trained(state: LMState, log, role: str, config, train_cfg, what: str):
