@@ -55,7 +55,6 @@ def demo_lm(name: str, runs_dir: Path, corpus_spec: str, recipe_path: Path | Non
     With --teacher the student is distilled from your Keras causal LM (its row is measured in Keras)."""
     from .lm import corpus as corpus_lib
     from .lm.config import LMRecipe
-
     from .lm.teacher import check_teacher_options
 
     recipe = LMRecipe.load(recipe_path) if recipe_path else LMRecipe()
