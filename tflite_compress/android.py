@@ -12,7 +12,6 @@ numpy only (the interpreter comes from `tflite_compress.runtime`): no TensorFlow
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import unicodedata
@@ -23,7 +22,7 @@ import numpy as np
 
 from .data import CLINC150_FILE, REPO_ROOT, load_clinc150, stratified_sample
 from .errors import InputError
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, sha256_file
 from .tokenizer import (
     TokenizerConfig, WordPieceTokenizer, _is_cjk, _is_punctuation, _is_whitespace, normalize, split_words,
 )
@@ -40,10 +39,6 @@ DEFAULT_CLINC_CASES = 600
 RAW_OUTPUT_CASES = 12
 DEFAULT_OOS_CASES = 60  # CLINC150 oos_test utterances added for the out-of-scope rule
 RULE_BOUNDARY_CASES = 20  # cases whose max softmax lies nearest the rule's threshold
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,18 +39,31 @@ def _model_options(func):
               help="chitchat (the bundled Chit-Chat corpus) or a .txt (one document a line) / .jsonl "
                    "(text, or context + reply) file.")
 @click.option("--recipe", "recipe_path", type=click.Path(path_type=Path), help="An LM recipe .json (default: built in).")
+@click.option("--teacher", "teacher_path", type=click.Path(path_type=Path),
+              help="Your own teacher instead of training one: a Keras causal LM (.keras, Keras 3 or tf-keras, or "
+                   ".h5) mapping int32 token ids [batch, T] to logits [batch, T, V]. Needs --teacher-vocab.")
+@click.option("--teacher-vocab", type=click.Path(path_type=Path),
+              help="The vocabulary --teacher was trained with (vocab.txt: [PAD], [UNK], [EOT], then one token a "
+                   "line; V lines). Used as the tokenizer instead of learning one.")
+@click.option("--unsafe", is_flag=True, help="Allow a --teacher with Lambda layers (they run stored code).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @guarded
-def demo_lm(name: str, runs_dir: Path, corpus_spec: str, recipe_path: Path | None, as_json: bool) -> None:
-    """Train, distil, prune and quantize a decoder LM into a KV-cache .tflite; print the table."""
+def demo_lm(name: str, runs_dir: Path, corpus_spec: str, recipe_path: Path | None, teacher_path: Path | None,
+            teacher_vocab: Path | None, unsafe: bool, as_json: bool) -> None:
+    """Train, distil, prune and quantize a decoder LM into a KV-cache .tflite; print the table.
+
+    With --teacher the student is distilled from your Keras causal LM (its row is measured in Keras)."""
     from .lm import corpus as corpus_lib
     from .lm.config import LMRecipe
+    from .lm.teacher import check_teacher_options
 
     recipe = LMRecipe.load(recipe_path) if recipe_path else LMRecipe()
+    check_teacher_options(teacher_path, teacher_vocab, recipe.distill.top_k)  # before the corpus is read
     corpus = corpus_lib.load(corpus_spec)
     from .lm.pipeline import format_table, run_lm_pipeline
 
-    result = run_lm_pipeline(corpus, recipe, runs_dir / name, runs_dir / "cache", verbose=0 if as_json else 2)
+    result = run_lm_pipeline(corpus, recipe, runs_dir / name, runs_dir / "cache", verbose=0 if as_json else 2,
+                             teacher_path=teacher_path, teacher_vocab=teacher_vocab, unsafe=unsafe)
     emit(result.report, as_json, format_table(result.report) + f"\n\nwritten: {result.out_dir}/")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -73,6 +74,15 @@ def _named(exc: OSError, path: Path) -> OSError:
 
 
 # ---------------------------------------------------------------- atomic files
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_via(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> None:

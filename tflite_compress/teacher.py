@@ -240,6 +240,19 @@ def _load_keras_teacher(path: Path, unsafe: bool = False):
     return keras.saving.load_model(path, safe_mode=not unsafe)
 
 
+def load_keras_teacher(path: Path, unsafe: bool = False):
+    """A teacher model file (Keras 3, or tf-keras `.keras`/`.h5`); any load failure is an `InputError`
+    naming the file (a Lambda layer, which runs stored code, loads only with `unsafe`)."""
+    try:
+        return _load_keras_teacher(path, unsafe)
+    except Exception as exc:  # noqa: BLE001 - any load failure is bad input
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "safe_mode" in msg or "lambda" in msg.lower():
+            raise InputError(f"{path}: teacher has a Lambda layer, which runs stored Python code when "
+                             "loaded; pass --unsafe if you trust the file") from None
+        raise InputError(f"{path}: cannot load teacher model ({type(exc).__name__}: {msg[:200]})") from None
+
+
 class KerasModelTeacher:
     """A user's Keras model (Keras 3 or tf-keras `.keras`/`.h5`, or a SavedModel folder) mapping the
     student's inputs to logits.
@@ -257,14 +270,7 @@ class KerasModelTeacher:
         if self.path.is_dir():
             self._load_saved_model()
             return
-        try:
-            self.model = _load_keras_teacher(self.path, unsafe)
-        except Exception as exc:  # noqa: BLE001 - any load failure is bad input
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "safe_mode" in msg or "lambda" in msg.lower():
-                raise InputError(f"{self.path}: teacher has a Lambda layer, which runs stored Python code when "
-                                 "loaded; pass --unsafe if you trust the file") from None
-            raise InputError(f"{self.path}: cannot load teacher model ({type(exc).__name__}: {msg[:200]})") from None
+        self.model = load_keras_teacher(self.path, unsafe)
 
     def _load_saved_model(self) -> None:
         """A SavedModel folder (`model.export()` of Keras 3, or tf.saved_model.save): its serving signature."""

@@ -14,6 +14,13 @@ model's config, its training config and the seed; a cached model is loaded, not 
 report says which). The learned vocabulary is cached the same way (key: corpus, tokenizer
 config, seed). What a rerun with a warm cache pays is the distillation, pruning, the student's
 exports and the evaluation.
+
+A user's own Keras causal LM can be the teacher instead (`teacher_path` + `teacher_vocab`,
+`lm/teacher.py` has the contract): the tokenizer stage then reads its vocabulary (nothing
+learned), the teacher stage loads and checks the file (nothing trained), distillation and the
+pruning fine-tune run from its top-k log-probabilities exactly as from the built-in teacher
+(cached under a key of the file's sha256, the vocabulary and the train windows), and its row of
+the table is measured in Keras on the same test windows (no `.tflite` of it is written).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ ROWS = ("teacher", "student_data", "distilled", "pruned", "int8_dynamic", "int8_
 ROW_LABELS = {"teacher": "teacher (float)", "student_data": "student, data alone (float)",
               "distilled": "student, distilled (float)", "pruned": "distilled + pruned (float)",
               "int8_dynamic": "pruned, dynamic-range int8", "int8_full": "pruned, full int8"}
+GIVEN_TEACHER_LABEL = "teacher (given, Keras)"
 SHIPPED = {"dynamic": "int8_dynamic", "full-int8": "int8_full", "float": "pruned"}
 
 
@@ -50,6 +58,9 @@ class LMState(PipelineState):
     work_dir: Path
     cache_dir: Path
     verbose: int = 0
+    teacher_path: Path | None = None  # a user's Keras causal LM (lm/teacher.py); None: the built-in teacher
+    teacher_vocab: Path | None = None  # the vocabulary it was trained with (LMTokenizer format)
+    unsafe: bool = False  # let the teacher file hold Lambda layers (stored code)
     tokenizer: Any = None
     ids: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     train_windows: np.ndarray | None = None
@@ -87,7 +98,18 @@ def vocabulary_turns(corpus: Corpus, cfg, seed: int) -> list[str]:
     return turns
 
 
-def tokenizer_stage(state: LMState, log) -> LMState:
+def _given_vocabulary(state: LMState, log) -> tuple[LMTokenizer, dict]:
+    """The --teacher's vocabulary, read as it is (the recipe's tokenizer settings do not apply)."""
+    tok = LMTokenizer.from_file(state.teacher_vocab)
+    top_k = state.recipe.distill.top_k
+    if top_k > len(tok.vocab):
+        raise InputError(f"distill.top_k: expected at most the {len(tok.vocab)} tokens of --teacher-vocab "
+                         f"{state.teacher_vocab}; got {top_k}")
+    log.step(f"tokenizer: given {len(tok.vocab)}-piece vocabulary {state.teacher_vocab} (the teacher's; not learned)")
+    return tok, {"source": "given", "vocab_file": str(state.teacher_vocab)}
+
+
+def _learned_vocabulary(state: LMState, log) -> tuple[LMTokenizer, dict]:
     cfg = state.recipe.tokenizer
     key = _key(state.corpus.fingerprint(), dataclasses.asdict(cfg), state.recipe.seed, "vocab-1")
     cached = state.cache_dir / f"lm-vocab-{key}.txt"
@@ -105,9 +127,19 @@ def tokenizer_stage(state: LMState, log) -> LMState:
         tok = LMTokenizer(learn_lm_vocabulary(turns, cfg.vocabulary_size, cfg.min_frequency))
         state.cache_dir.mkdir(parents=True, exist_ok=True)
         tok.save(cached)
+    return tok, {"cache_file": str(cached)}
+
+
+def _train_budget(state: LMState) -> int:
+    """Train tokens any model of the run reads (a given teacher trains on none here)."""
+    r = state.recipe
+    return max(r.student_train.max_train_tokens, r.teacher_train.max_train_tokens if state.teacher_path is None else 0)
+
+
+def tokenizer_stage(state: LMState, log) -> LMState:
+    tok, source = (_given_vocabulary if state.teacher_vocab is not None else _learned_vocabulary)(state, log)
     tok.save(state.work_dir / "vocab.txt")
-    budget = max(state.recipe.teacher_train.max_train_tokens, state.recipe.student_train.max_train_tokens)
-    ids = {"train": stream(state.corpus.train, tok, budget + 1),
+    ids = {"train": stream(state.corpus.train, tok, _train_budget(state) + 1),
            "val": stream(state.corpus.val, tok, state.recipe.eval.max_eval_tokens + 1),
            "test": stream(state.corpus.test, tok, state.recipe.eval.max_eval_tokens + 1)}
     context = state.recipe.student.context
@@ -119,7 +151,7 @@ def tokenizer_stage(state: LMState, log) -> LMState:
     log.detail(f"vocabulary {len(tok.vocab)}; tokens train {len(ids['train'])}, val {len(ids['val'])}, "
                f"test {len(ids['test'])}; [UNK] share {unk:.4f}")
     return state.record("tokenizer", {"vocabulary_size": len(tok.vocab), "tokens": {k: len(v) for k, v in ids.items()},
-                                      "unk_share_train": unk, "cache_file": str(cached)},
+                                      "unk_share_train": unk, **source},
                         tokenizer=tok, ids=ids, train_windows=windows(ids["train"], context))
 
 
@@ -134,7 +166,7 @@ def _fit(model, state: LMState, train_cfg, teacher=None, log=None, callbacks=())
 
     w = state.train_windows[: max(1, train_cfg.max_train_tokens // state.recipe.student.context)]
     d = state.recipe.distill
-    topk = None
+    topk, kd = None, teacher is not None
     if teacher is not None and d.top_k:
         topk = _teacher_topk(state, teacher, len(w), log)
         teacher = None
@@ -146,16 +178,20 @@ def _fit(model, state: LMState, train_cfg, teacher=None, log=None, callbacks=())
     if log:
         log.detail(f"{len(w)} windows x {train_cfg.epochs} epochs in {seconds:.0f} s; "
                    f"last loss {hist['loss'][-1]:.3f}; val perplexity (Keras) {val:.2f}")
-    return {"train_windows": len(w), "epochs": train_cfg.epochs, "loss": hist["loss"], "val_perplexity_keras": val,
-            "train_s": seconds}
+    kd_terms = {"ce": hist["ce"], "kl": hist["kl"]} if kd else {}
+    return {"train_windows": len(w), "epochs": train_cfg.epochs, "loss": hist["loss"], **kd_terms,
+            "val_perplexity_keras": val, "train_s": seconds}
 
 
-def _teacher_topk(state: LMState, teacher, n: int, log):
-    """The teacher's top-k logits of the first `n` train windows, cached beside the teacher's weights."""
+def _teacher_topk(state: LMState, model, n: int, log):
+    """The teacher's top-k logits of the first `n` train windows, cached beside the teacher's weights (a given
+    teacher's: under its `topk_cache` stem)."""
     from . import distill
 
     k, temperature = state.recipe.distill.top_k, state.recipe.distill.temperature
-    path = Path(state.records["teacher"]["cache_file"]).with_suffix(f".top{k}-T{temperature:g}.npz")
+    teacher = state.records["teacher"]
+    stem = Path(teacher.get("topk_cache") or teacher["cache_file"])
+    path = stem.with_suffix(f".top{k}-T{temperature:g}.npz")
     if path.is_file():
         try:
             with np.load(path) as f:
@@ -164,7 +200,7 @@ def _teacher_topk(state: LMState, teacher, n: int, log):
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    ids, logits = distill.teacher_topk(teacher, state.train_windows[:n], k, temperature)
+    ids, logits = distill.teacher_topk(model, state.train_windows[:n], k, temperature)
     atomic_write_via(path, lambda tmp: np.savez(tmp, ids=ids, logits=logits), suffix=".npz")
     if log:
         log.detail(f"teacher top-{k} log-probabilities (T {temperature:g}) of {n} windows computed in {time.perf_counter() - t0:.0f} s "
@@ -176,8 +212,7 @@ def _head_bias(state: LMState):
     """Every model's output bias starts at the unigram log-probabilities of the train stream it reads."""
     from .models import unigram_log_probs
 
-    budget = max(state.recipe.teacher_train.max_train_tokens, state.recipe.student_train.max_train_tokens)
-    return unigram_log_probs(state.ids["train"][:budget], len(state.tokenizer.vocab))
+    return unigram_log_probs(state.ids["train"][: _train_budget(state)], len(state.tokenizer.vocab))
 
 
 def _cached_or_trained(state: LMState, log, role: str, config, train_cfg, what: str):
@@ -207,7 +242,37 @@ def _cached_or_trained(state: LMState, log, role: str, config, train_cfg, what: 
     return model, {"parameters": params, "seed": state.recipe.seed, "cache_key": key, "cache_file": str(path), **rec}
 
 
+def _given_teacher_stage(state: LMState, log) -> LMState:
+    """Load and check the user's teacher (nothing trained); warn when it is under 4x the student."""
+    from . import distill
+    from .models import build_decoder, count_params
+    from .teacher import MIN_PARAM_RATIO, load_teacher
+
+    r = state.recipe
+    vocab = state.tokenizer.vocab
+    given = load_teacher(state.teacher_path, len(vocab), state.train_windows[:2, :-1], state.unsafe)
+    student = count_params(build_decoder(r.student, len(vocab), "student", r.seed))
+    ratio = given.parameters / student
+    log.step(f"teacher: given {given.path} ({given.keras}, {given.parameters:,} parameters, {ratio:.1f}x the "
+             f"student's {student:,}; not trained here)")
+    val = distill.keras_perplexity(given.model, windows(state.ids["val"], r.student.context))
+    log.detail(f"val perplexity (Keras) {val:.2f}")
+    windows_sha = hashlib.sha256(np.ascontiguousarray(state.train_windows).tobytes()).hexdigest()
+    key = _key(given.sha256, "\n".join(vocab), windows_sha, "given-1")
+    rec = {"source": "given", "path": str(given.path), "sha256": given.sha256, "keras": given.keras,
+           "parameters": given.parameters, "param_ratio_to_student": ratio, "val_perplexity_keras": val,
+           "topk_cache": str(state.cache_dir / f"lm-given-teacher-{key}")}
+    if ratio < MIN_PARAM_RATIO:
+        rec["warning"] = (f"the given teacher has {ratio:.1f}x the student's parameters ({given.parameters:,} / "
+                          f"{student:,}); the demo's target is >= {MIN_PARAM_RATIO:g}x, so expect a small "
+                          f"distillation gain")
+        log.detail("warning: " + rec["warning"])
+    return state.record("teacher", rec, models=_with(state.models, teacher=given.model))
+
+
 def teacher_stage(state: LMState, log) -> LMState:
+    if state.teacher_path is not None:
+        return _given_teacher_stage(state, log)
     r = state.recipe
     teacher, rec = _cached_or_trained(state, log, "teacher", r.teacher, r.teacher_train, "teacher")
     teacher.trainable = False
@@ -279,6 +344,8 @@ def export_stage(state: LMState, log) -> LMState:
     pruned_rows = {"pruned": "float", "int8_dynamic": "dynamic", "int8_full": "full-int8"}
     plan = [("teacher", r.teacher, ("float",)), ("student_data", r.student, ("float",)),
             ("distilled", r.student, ("float",)), ("pruned", r.student, tuple(pruned_rows.values()))]
+    if state.teacher_path is not None:  # a given teacher has no KV-cache file: its row is measured in Keras
+        plan = plan[1:]
     for model_name, cfg, quants in plan:
         t0 = time.perf_counter()
         # the models trained on the data alone are cached with their float file (same key, export format)
@@ -321,7 +388,7 @@ def evaluate_stage(state: LMState, log) -> LMState:
     ex = examples(state.corpus.test, limit=r.eval.generation_examples)
     log.step(f"evaluate: every file in the interpreter on the test split ({r.eval.max_eval_tokens:,} tokens, "
              f"{len(ex)} replies generated greedily)")
-    rows = {}
+    rows = {"teacher": _keras_teacher_row(state, log)} if state.teacher_path is not None else {}
     vocab = state.work_dir / "vocab.txt"
     for row, path in state.files.items():
         m = LMFile(path, vocab=vocab)
@@ -351,6 +418,23 @@ def evaluate_stage(state: LMState, log) -> LMState:
     return state.record("evaluate", {"rows": rows, "references": refs, "dialog_cache": dialog})
 
 
+KERAS_ROW_NOTE = ("evaluated in Keras on the test windows (the .tflite rows' windows and arithmetic): a given "
+                  "teacher has no .tflite, since lm/export.py builds the KV-cache file from the built-in decoder's "
+                  "weights by layer name; so no size, BLEU/ROUGE or decode speed")
+
+
+def _keras_teacher_row(state: LMState, log) -> dict:
+    from ..runtime.lm import next_token_metrics
+    from .teacher import KerasScorer
+
+    r = state.recipe
+    res = {"parameters": state.records["teacher"]["parameters"], "evaluated_in": "keras", "note": KERAS_ROW_NOTE,
+           **next_token_metrics(KerasScorer(state.models["teacher"], r.student.context), state.ids["test"],
+                                r.eval.max_eval_tokens)}
+    log.detail(f"{GIVEN_TEACHER_LABEL:<30} ppl {res['perplexity']:8.2f}  top1 {res['top1']:.3f}  (in Keras: no .tflite)")
+    return res
+
+
 STAGES = (Stage("corpus", corpus_stage), Stage("tokenizer", tokenizer_stage), Stage("teacher", teacher_stage),
           Stage("student_data", student_data_stage), Stage("distill", distill_stage), Stage("prune", prune_stage),
           Stage("export", export_stage), Stage("evaluate", evaluate_stage))
@@ -365,12 +449,22 @@ class LMRunResult:
 
 
 def run_lm_pipeline(corpus: Corpus, recipe: LMRecipe, out_dir: str | os.PathLike, cache_dir: str | os.PathLike,
-                    log: Callable[[str], None] = log_stderr, verbose: int = 0) -> LMRunResult:
-    """Run every stage; the run folder appears whole at `out_dir` (or not at all)."""
+                    log: Callable[[str], None] = log_stderr, verbose: int = 0,
+                    teacher_path: str | os.PathLike | None = None, teacher_vocab: str | os.PathLike | None = None,
+                    unsafe: bool = False) -> LMRunResult:
+    """Run every stage; the run folder appears whole at `out_dir` (or not at all).
+
+    `teacher_path` + `teacher_vocab`: distil from a user's Keras causal LM instead of training the
+    built-in teacher (`lm/teacher.py`: the file's contract); `unsafe` lets it hold Lambda layers."""
+    from .teacher import check_teacher_options
+
+    check_teacher_options(teacher_path, teacher_vocab, recipe.distill.top_k)
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     with staged_dir(out_dir) as work:
-        state = LMState(recipe=recipe, corpus=corpus, work_dir=work, cache_dir=Path(cache_dir), verbose=verbose)
+        state = LMState(recipe=recipe, corpus=corpus, work_dir=work, cache_dir=Path(cache_dir), verbose=verbose,
+                        teacher_path=Path(teacher_path) if teacher_path is not None else None,
+                        teacher_vocab=Path(teacher_vocab) if teacher_vocab is not None else None, unsafe=unsafe)
         final = run_stages(STAGES, state, log)
         report = summarise(final, time.perf_counter() - t0)
         atomic_write_json(work / "recipe.json", recipe.to_dict())
@@ -388,7 +482,7 @@ def summarise(state: LMState, total_s: float) -> dict:
     summary = {
         "shipped": shipped,
         "shipped_size_bytes": int8["size_bytes"],
-        "teacher_cached": rec["teacher"]["cache_hit"],
+        "teacher_cached": rec["teacher"].get("cache_hit", False),
         "student_data_cached": rec["student_data"]["cache_hit"],
         "param_ratio_teacher_student": rows["teacher"]["parameters"] / rows["distilled"]["parameters"],
         "int8_vs_float_student_ppl": int8["perplexity"] / rows["pruned"]["perplexity"] - 1,
@@ -405,6 +499,10 @@ def summarise(state: LMState, total_s: float) -> dict:
         "seed": state.recipe.seed,
         "total_s": total_s,
     }
+    if rec["teacher"].get("source") == "given":
+        summary["teacher_given"] = rec["teacher"]["path"]
+        if "warning" in rec["teacher"]:
+            summary["teacher_warning"] = rec["teacher"]["warning"]
     return {"recipe": state.recipe.name, "summary": summary, "stages": rec,
             "timings_s": dict(state.timings), "corpus_licence": LICENCE}
 
@@ -418,6 +516,10 @@ def format_table(report: dict) -> str:
     for row in ROWS:
         r = ev["rows"][row]
         mark = " *" if row == s["shipped"] else ""
+        if r.get("evaluated_in") == "keras":  # a given teacher: no file, so no size, BLEU/ROUGE or speed
+            lines.append(f"{GIVEN_TEACHER_LABEL:<30} {r['parameters']:>9,} {'-':>8} {'-':>8} {r['perplexity']:>8.2f} "
+                         f"{r['top1']:>6.3f} {'-':>6} {'-':>7} {'-':>12} {'-':>8}")
+            continue
         lines.append(f"{ROW_LABELS[row] + mark:<30} {r['parameters']:>9,} {r['size_bytes'] / 1024:>8.0f} "
                      f"{r['gzip_bytes'] / 1024:>8.0f} {r['perplexity']:>8.2f} {r['top1']:>6.3f} {r['bleu']:>6.2f} "
                      f"{r['rougeL']:>7.3f} {r['speed_decode_tokens_per_s']:>12,.0f} "
@@ -428,8 +530,10 @@ def format_table(report: dict) -> str:
     lines.append(f"{'most frequent reply (ref.)':<30} {'':>9} {'':>8} {'':>8} {'':>8} {'':>6} {fr['bleu']:>6.2f} "
                  f"{fr['rougeL']:>7.3f}   ({fr['reply']!r})")
     d = ev["dialog_cache"]
+    teacher = (f"given ({s['teacher_given']})" if "teacher_given" in s
+               else 'loaded from the cache' if s['teacher_cached'] else 'trained in this run')
     lines += ["", f"* shipped: model.tflite = {ROW_LABELS[s['shipped']]}; teacher "
-                  f"{'loaded from the cache' if s['teacher_cached'] else 'trained in this run'}, student on the data alone "
+                  f"{teacher}, student on the data alone "
                   f"{'loaded from the cache' if s.get('student_data_cached') else 'trained in this run'}; "
                   f"teacher/student parameters {s['param_ratio_teacher_student']:.1f}x",
               f"perplexity: shipped vs its float student {100 * s['int8_vs_float_student_ppl']:+.1f}%, "
@@ -439,6 +543,10 @@ def format_table(report: dict) -> str:
               f"in CPU time (1 thread); {s['decode_speedup_vs_score64']:.1f}x (CPU time: "
               f"{s.get('decode_speedup_vs_score64_cpu', float('nan')):.1f}x) faster per token than re-running score "
               f"over 64 tokens"]
+    if "teacher_given" in s:
+        lines.append(f"{GIVEN_TEACHER_LABEL}: {ev['rows']['teacher']['note']}")
+        if "teacher_warning" in s:
+            lines.append(f"warning: {s['teacher_warning']}")
     if d:
         lines.append(f"dialog cache ({d['dialogs']} test dialogs x {d['turns']} turns): "
                      f"{d['uncached']['prefilled_tokens']:,} -> {d['cached']['prefilled_tokens']:,} prefilled tokens "
