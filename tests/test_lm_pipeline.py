@@ -145,6 +145,13 @@ def test_harness_commands(run, tmp_path):
     assert res.stdout.count("model>") == 3
     res = cli.invoke(main, ["bench-lm", model, "--steps", "4", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["decode_tokens_per_s"] > 0
+    # --profile: every op of the decode signature timed alone (the decode subgraph cut out as its own model)
+    res = cli.invoke(main, ["bench-lm", model, "--steps", "4", "--profile", "--json"])
+    assert res.exit_code == 0, res.output
+    p = json.loads(res.stdout)["decode_profile"]
+    assert p["ops_total"] == len(p["ops"]) > 10 and p["model_us_p50"] > 0
+    assert all(r["us"] is not None for r in p["ops"]), [r for r in p["ops"] if r["us"] is None][:2]
+    assert {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX"} <= {r["op"] for r in p["ops"]}
 
 
 def test_harness_errors(run, tmp_path):
