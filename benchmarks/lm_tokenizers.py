@@ -61,7 +61,7 @@ def wordpiece_arm(recipe, cache_dir: Path, work: Path) -> Arm:
     from tflite_compress.stages import run_stages
 
     # The vocabulary's cache key is corpus + tokenizer config + seed; small train budgets only keep the
-    # stage from encoding the teacher's 1.6M-token stream, which this benchmark does not use.
+    # stage from encoding the teacher's whole-train-split stream, which this benchmark does not use.
     small = dataclasses.replace(recipe, teacher_train=dataclasses.replace(recipe.teacher_train, max_train_tokens=1024),
                                 student_train=dataclasses.replace(recipe.student_train, max_train_tokens=1024))
     msgs: list[str] = []

@@ -82,11 +82,13 @@ def build_decoder(config: DecoderConfig, vocab_size: int, name: str = "decoder",
 
 
 def unigram_log_probs(ids, vocab_size: int):
-    """log of the add-one unigram probabilities of a token stream (float32 [vocab_size])."""
+    """log of the add-one unigram probabilities of a token stream (float32 [vocab_size]; the bigram
+    reference row interpolates with the same `runtime.lm.unigram_probs`)."""
     import numpy as np
 
-    counts = np.bincount(np.asarray(ids, np.int64), minlength=vocab_size).astype(np.float64) + 1.0
-    return np.log(counts / counts.sum()).astype(np.float32)
+    from ..runtime.lm import unigram_probs
+
+    return np.log(unigram_probs(ids, vocab_size)).astype(np.float32)
 
 
 def count_params(model) -> int:

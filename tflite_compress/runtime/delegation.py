@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, RunError
 from .flatbuffer import FlatModel, parse_model
-from .interpreter import RuntimeOptions, TFLiteModel, invoke_times_us, make_interpreter, op_details, time_invokes_us
+from .interpreter import RuntimeOptions, invoke_times_us, make_interpreter, op_details
 
 DELEGATE_NODE = "DELEGATE"
 # XNNPACK takes these in float32 only (int8 versions stay on TFLite's builtin kernels).
@@ -264,12 +264,9 @@ def profile_ops(content: bytes, options: RuntimeOptions, x, runs: int = 100, war
             row = {**o, "us": None, "error": str(exc).strip().splitlines()[0][:200]}
         rows.append(row)
     xs = _inputs(x)
-    if len(xs) == 1:
-        model_us = _time_us_model(TFLiteModel(content, options), xs[0], runs, warmup)
-    else:
-        _, whole = make_interpreter(content, options)
-        _set_inputs(whole, xs)
-        model_us = _time_us(whole, runs, warmup)
+    _, whole = make_interpreter(content, options)
+    _set_inputs(whole, xs)
+    model_us = _time_us(whole, runs, warmup)
     timed = [r["us"] for r in rows if r["us"] is not None]
     outside = [r["us"] for r in rows if r["us"] is not None and not r["delegated"]]
     by_op: dict[str, dict] = {}
@@ -278,15 +275,11 @@ def profile_ops(content: bytes, options: RuntimeOptions, x, runs: int = 100, war
         entry = by_op.setdefault(key, {"op": r["op"], "kernel": r["kernel"], "count": 0, "us": 0.0})
         entry["count"] += 1
         entry["us"] += r["us"] or 0.0
-    return {"batch": int(xs[0].shape[0]) if len(xs) == 1 else 1, "runs": runs, "model_us_p50": model_us, "ops_sum_us": float(sum(timed)),
+    return {"batch": int(xs[0].shape[0]) if len(xs) == 1 else 1, "runs": runs, "model_us_p50": model_us,
+            "ops_sum_us": float(sum(timed)),
             "outside_xnnpack_us": float(sum(outside)), "partitions": delegation["partitions"],
             "ops_delegated": delegation["ops_delegated"], "ops_total": delegation["ops_total"], "ops": rows,
             "by_op": sorted(by_op.values(), key=lambda d: -d["us"])}
-
-
-def _time_us_model(model: TFLiteModel, x: np.ndarray, runs: int, warmup: int) -> float:
-    model.invoke_raw(x)
-    return float(np.median(time_invokes_us(model, [x], runs, warmup)))
 
 
 def format_profile(p: dict) -> str:

@@ -378,11 +378,16 @@ def evaluate_generation(model: LMFile, examples: Sequence[tuple[Sequence[str], s
 
 # ---------------------------------------------------------------- reference rows
 
+def unigram_probs(ids, vocab_size: int) -> np.ndarray:
+    """The add-one unigram probabilities of a token stream (float64 [vocab_size])."""
+    counts = np.bincount(np.asarray(ids, np.int64), minlength=vocab_size).astype(np.float64) + 1.0
+    return counts / counts.sum()
+
+
 def bigram_perplexity(train_ids: np.ndarray, val_ids: np.ndarray, test_ids: np.ndarray, vocab_size: int) -> dict:
     """An interpolated bigram (lambda * ML bigram + (1 - lambda) * add-one unigram); lambda chosen on val."""
     train_ids = np.asarray(train_ids, np.int64)
-    uni = np.bincount(train_ids, minlength=vocab_size).astype(np.float64) + 1.0
-    uni /= uni.sum()
+    uni = unigram_probs(train_ids, vocab_size)
     pairs = train_ids[:-1] * vocab_size + train_ids[1:]
     keys, counts = np.unique(pairs, return_counts=True)
     prev_counts = np.bincount(train_ids[:-1], minlength=vocab_size).astype(np.float64)
@@ -452,8 +457,7 @@ def decode_speed(model: LMFile, context_tokens: int = 64, steps: int = 64, repea
     return out
 
 
-def decode_profile(model: LMFile, context_tokens: int = 64, runs: int = 100, warmup: int = 10,
-                   options: RuntimeOptions | None = None) -> dict:
+def decode_profile(model: LMFile, context_tokens: int = 64, runs: int = 100, warmup: int = 10) -> dict:
     """Where one decode step's time goes: each op of the `decode` signature run alone (median of `runs`
     invokes, the kernel that runs it), beside the whole step, after `context_tokens` prefilled tokens.
 
@@ -466,14 +470,14 @@ def decode_profile(model: LMFile, context_tokens: int = 64, runs: int = 100, war
     _, k, v = model.prefill(ids[:context_tokens])
     feed = {"token_id": ids[-1:], "position": np.array([context_tokens], np.int32), "k_cache": k, "v_cache": v}
     content = signature_model(model.content, "decode")
-    _, interp = make_interpreter(content, options or model.options)
+    _, interp = make_interpreter(content, model.options)
     xs = []
     for d in interp.get_input_details():
         name = next((n for n in feed if d["name"].endswith(f"{n}:0") or d["name"] == n), None)
         if name is None:
             raise InputError(f"{model.path}: decode input {d['name']!r} is none of {', '.join(feed)}")
         xs.append(feed[name])
-    return dict(profile_ops(content, options or model.options, xs, runs=runs, warmup=warmup),
+    return dict(profile_ops(content, model.options, xs, runs=runs, warmup=warmup),
                 context_tokens=context_tokens)
 
 
