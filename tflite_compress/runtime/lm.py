@@ -112,8 +112,8 @@ class _StaticRunner:
     """A signature whose input shapes never change (`decode`), run without the per-call glue.
 
     LiteRT's `SignatureRunner.__call__` resizes every input and re-allocates the subgraph on every
-    call, about a quarter of a decode step's time at these model sizes (side by side on the demo
-    student's dynamic-range file: 83 us a step through the runner, 61 us setting, invoking and
+    call, about a quarter of a decode step's time at these model sizes (side by side on a
+    dynamic-range file of the demo student's shape: 83 us a step through the runner, 61 us setting, invoking and
     reading directly). Once the first call has allocated it, a static subgraph needs only its
     inputs set, one invoke and its outputs read: the same steps through the same interpreter
     wrapper, in the same order. Interpreters without that wrapper (another backend) keep the
