@@ -115,10 +115,9 @@ class _StaticRunner:
     call, about a quarter of a decode step's time at these model sizes (side by side on a
     dynamic-range file of the demo student's shape: 83 us a step through the runner, 61 us
     setting, invoking and reading directly). Once the first call has allocated it, a static
-    subgraph needs only its
-    inputs set, one invoke and its outputs read: the same steps through the same interpreter
-    wrapper, in the same order. Interpreters without that wrapper (another backend) keep the
-    plain call."""
+    subgraph needs only its inputs set, one invoke and its outputs read: the same steps through
+    the same interpreter wrapper, in the same order. Interpreters without that wrapper (another
+    backend) keep the plain call."""
 
     def __init__(self, runner):
         self.runner = runner
