@@ -27,7 +27,7 @@ from .data import ArrayDataset, TextDataset, stratified_sample
 from .errors import InputError, RunError
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, staged_dir, temp_files_in
 from .stages import PipelineState, Stage, StageLog, log_stderr, run_stages
-from .tokenizer import WordPieceTokenizer, learn_vocabulary
+from .tokenizer import WordPieceTokenizer, cached_vocabulary
 
 MODEL_FILE = "model_int8.tflite"
 INFO_SCHEMA_VERSION = 1
@@ -195,9 +195,9 @@ def tokenizer_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         return state.replace(x={s: getattr(ds, s).x for s in SPLITS})
     if state.inputs.vocab is None:
         vocab_texts = state.vocab_texts or ds.train.texts  # the task's own texts, not extra negatives
-        vocab = learn_vocabulary(vocab_texts, cfg)
-        log.step(f"tokenizer: learned a {len(vocab)}-piece WordPiece vocabulary on {len(vocab_texts)} texts "
-                 f"(at most {cfg.vocabulary_size})")
+        vocab, hit = cached_vocabulary(vocab_texts, cfg, state.inputs.cache_dir, log)
+        log.step(f"tokenizer: {'read the cached' if hit else 'learned a'} {len(vocab)}-piece WordPiece vocabulary "
+                 f"on {len(vocab_texts)} texts (at most {cfg.vocabulary_size})")
     else:
         vocab = list(state.inputs.vocab)
         log.step(f"tokenizer: the given {len(vocab)}-token vocabulary")

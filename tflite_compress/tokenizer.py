@@ -232,6 +232,32 @@ def learn_vocabulary(texts: Sequence[str], config: TokenizerConfig = TokenizerCo
     return list(vocab)[: config.vocabulary_size]
 
 
+def cached_vocabulary(texts: Sequence[str], config: TokenizerConfig, cache_dir, log=print) -> tuple[list[str], bool]:
+    """`learn_vocabulary`, kept as a sealed entry of the cache folder (`cache.EntryStore`), keyed by
+    the texts and the settings that shape the vocabulary: ~30 s of the warm demo otherwise.
+    `cache_dir` None learns every time. Returns the vocabulary and whether it came from the cache."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from .cache import EntryStore
+
+    store = EntryStore(cache_dir, ".txt", log)
+    h = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\0")
+    key = "vocab-" + h.hexdigest()[:16]
+    if not store.enabled:
+        return learn_vocabulary(texts, config), False
+    with store.lock(key):
+        vocab = store.read(key, lambda payload: payload.decode("utf-8").split("\n"))
+        if vocab is not None:
+            return vocab, True
+        vocab = learn_vocabulary(texts, config)
+        store.write(key, "\n".join(vocab).encode("utf-8"))
+        return vocab, False
+
+
 def read_vocab_lines(path: Path) -> list[str]:
     """The lines of a vocab.txt (one token a line); `InputError` naming the file when missing or not UTF-8."""
     if not path.is_file():
