@@ -2,6 +2,7 @@
 
     python benchmarks/oos_sweep.py features            # MiniLM features of every text set (cached)
     python benchmarks/oos_sweep.py teacher             # teacher heads: each extra-data source, val-chosen rule
+    python benchmarks/oos_sweep.py heads               # teacher head kinds (linear, MLP, ensembles), val and test
     python benchmarks/oos_sweep.py student NAME...     # the demo pipeline with one change -> runs/oos-NAME
     python benchmarks/oos_sweep.py student --quick NAME  # float + PTQ INT8 only, no augmentation (cheap)
     python benchmarks/oos_sweep.py rule-on MODEL       # calibrate a rule on val for an existing INT8 file
@@ -87,12 +88,53 @@ def teacher_sweep(ds):
         print(_fmt(label, rep), flush=True)
 
 
+MLP5 = {"head_hidden": 1024, "head_epochs": 40, "head_learning_rate": 1e-3, "head_ensemble": 5}
+
+def heads_sweep(ds):
+    """Teacher heads on the frozen MiniLM features of the demo (train/val/test), each row with its
+    val in-scope accuracy (the column the choice is made by) beside the test figures."""
+    import dataclasses
+
+    from tflite_compress.config import TeacherConfig
+    from tflite_compress.oos import evaluate_oos
+    from tflite_compress.teacher import train_head
+
+    _, f = all_features(ds, ["train", "val", "test"])
+    names = list(ds.label_names)
+    y = {s: getattr(ds, s).label_ids(names) for s in ("train", "val", "test")}
+    oos = names.index(OOS_LABEL)
+    mlp = TeacherConfig(**MLP5)
+    variants = {
+        "linear (the old default)": TeacherConfig(),
+        "linear, 200 epochs lr 1e-3": TeacherConfig(head_epochs=200, head_learning_rate=1e-3),
+        "MLP 1024 x1": dataclasses.replace(mlp, head_ensemble=1),
+        "MLP 1024 x3": dataclasses.replace(mlp, head_ensemble=3),
+        "MLP 1024 x5": mlp,
+        "MLP 2048 x3": dataclasses.replace(mlp, head_hidden=2048, head_ensemble=3),
+        "MLP 1024 dropout 0.5 x3": dataclasses.replace(mlp, head_dropout=0.5, head_ensemble=3),
+    }
+    print(f"{'val in-sc':>9}  " + HEADER.replace("\n", "\n" + " " * 11))
+    for label, cfg in variants.items():
+        t0 = time.perf_counter()
+        head = train_head(f["train"], y["train"], len(names), cfg)
+        lv, lt = head(f["val"]), head(f["test"])
+        keep = y["val"] != oos
+        _, rep = evaluate_oos(lv, y["val"], lt, y["test"], names, OOS_LABEL)
+        print(f"{100 * float((lv.argmax(1) == y['val'])[keep].mean()):9.2f}  "
+              + _fmt(label, rep, f"{time.perf_counter() - t0:.0f} s"), flush=True)
+
+
 STUDENT_CHANGES = {
     "baseline": {},
     "chitchat": {"oos": {"chitchat_negatives": 5000}},
     "chitchat-mix": {"oos": {"chitchat_negatives": 5000, "mix_negatives": 3000}},
     "tang": {"distill": {"augment_style": "tang"}},
     "chitchat-tang": {"oos": {"chitchat_negatives": 5000}, "distill": {"augment_style": "tang"}},
+    # the teacher: 5 MLP heads averaged (chosen on val by `teacher-heads`)
+    "mlp5": {"teacher": MLP5},
+    "mlp5-aug2": {"teacher": MLP5, "distill": {"augment_copies": 2}},
+    "mlp5-aug3": {"teacher": MLP5, "distill": {"augment_copies": 3}},
+    "mlp5-chitchat1000": {"teacher": MLP5, "oos": {"chitchat_negatives": 1000}},
 }
 
 
@@ -156,6 +198,8 @@ if __name__ == "__main__":
         all_features(ds)
     elif cmd == "teacher":
         teacher_sweep(ds)
+    elif cmd == "heads":
+        heads_sweep(ds)
     elif cmd == "student":
         for n in [a for a in sys.argv[2:] if a != "--quick"]:
             student_run(n, quick="--quick" in sys.argv)

@@ -182,3 +182,48 @@ def test_minilm_fine_tune_learns_on_tiny_data(tmp_path):
     assert "fine-tuned" in tuned.description and "frozen" in frozen.description
     assert tuned.cache_key != frozen.cache_key
     assert tuned.logits["train"].shape == (6, 2)
+
+
+def test_teacher_head_ensemble_averages_mlp_heads():
+    """`head_hidden` > 0 trains MLP heads, `head_ensemble` of them with consecutive seeds; the logits
+    are their mean. On two noisy clusters the ensemble learns them; its members differ (seeds)."""
+    import dataclasses
+
+    from tflite_compress.config import TeacherConfig
+    from tflite_compress.teacher import head_description, head_parameters, train_head
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+    labels = np.repeat(np.arange(3), 40)
+    feats = (centres[labels] + 0.8 * rng.normal(size=(120, 16))).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    config = TeacherConfig(head_hidden=32, head_ensemble=3, head_epochs=30, head_learning_rate=1e-2)
+    both = train_head(feats, labels, 3, config)(feats)
+    one = [train_head(feats, labels, 3, dataclasses.replace(config, head_ensemble=1, seed=s))(feats) for s in range(3)]
+    assert both.shape == (120, 3) and (both.argmax(1) == labels).mean() > 0.9
+    assert not np.allclose(one[0], one[1], atol=1e-3)
+    np.testing.assert_allclose(both, np.mean(one, axis=0), rtol=1e-4, atol=1e-4)
+    assert head_parameters(16, 3, config) == 3 * (16 * 32 + 32 + 32 * 3 + 3)
+    assert head_description(config) == "3 MLP heads (32 GELU) averaged"
+    with pytest.raises(InputError, match="head_ensemble"):
+        TeacherConfig(head_ensemble=0)
+
+
+def test_vocabulary_cache_reuses_and_recomputes_a_damaged_entry(tmp_path):
+    from tflite_compress.tokenizer import cached_vocabulary
+
+    texts = tuple(load_clinc150().train.texts[:600])
+    config = TokenizerConfig(vocabulary_size=400, min_frequency=3)
+    logs: list[str] = []
+    first, hit1 = cached_vocabulary(texts, config, tmp_path, logs.append)
+    second, hit2 = cached_vocabulary(texts, config, tmp_path, logs.append)
+    assert (hit1, hit2) == (False, True) and first == second == learn_vocabulary(texts, config)
+    other, hit3 = cached_vocabulary(texts, TokenizerConfig(vocabulary_size=400, min_frequency=5), tmp_path, logs.append)
+    assert not hit3 and other != first  # the settings are in the key
+    (tmp_path / "one").mkdir()
+    cached_vocabulary(texts, config, tmp_path / "one", logs.append)
+    (entry,) = (tmp_path / "one").glob("vocab-*.txt")
+    entry.write_bytes(entry.read_bytes()[:-7])  # truncated: the footer no longer checks
+    again, hit4 = cached_vocabulary(texts, config, tmp_path / "one", logs.append)
+    assert not hit4 and again == first
+    assert any("corrupt" in m for m in logs) and list((tmp_path / "one").glob("*.corrupt"))

@@ -68,15 +68,24 @@ class TeacherConfig:
     fine_tune: bool = False
     fine_tune_epochs: int = 2
     fine_tune_learning_rate: float = 3e-5
+    # The head on the encoder's features ("minilm"/"preset"): `head_hidden` 0 is softmax regression;
+    # > 0 an MLP (dropout, GELU layer of that width, dropout). `head_ensemble` heads with seeds
+    # seed, seed+1, ... are trained and their logits averaged (seconds each, on cached features).
     head_epochs: int = 60
     head_learning_rate: float = 3e-3
     head_batch_size: int = 256
+    head_hidden: int = 0
+    head_dropout: float = 0.3
+    head_ensemble: int = 1
     seed: int = 0
 
     def __post_init__(self):
         _one_of("kind", self.kind, TEACHER_KINDS)
-        _at_least(self, 1, "sequence_length", "batch_size", "fine_tune_epochs", "head_epochs", "head_batch_size")
+        _at_least(self, 1, "sequence_length", "batch_size", "fine_tune_epochs", "head_epochs", "head_batch_size",
+                  "head_ensemble")
+        _at_least(self, 0, "head_hidden")
         _positive(self, "fine_tune_learning_rate", "head_learning_rate")
+        _fraction(self, "head_dropout")
 
 
 FFN_ACTIVATIONS = ("gelu", "relu", "relu2")

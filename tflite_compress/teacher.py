@@ -207,20 +207,56 @@ def train_linear_head(
     val: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Softmax regression on frozen features (Keras 3, CPU, seconds). Returns features -> logits."""
+    return train_head(features, labels, num_labels, dataclasses.replace(config, head_hidden=0, head_ensemble=1),
+                      verbose=verbose)
+
+
+def train_head(features: np.ndarray, labels: np.ndarray, num_labels: int, config: TeacherConfig,
+               verbose: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """The teacher's head on frozen features, as the config says (Keras 3, CPU, seconds a head):
+    softmax regression (`head_hidden` 0) or an MLP, `head_ensemble` of them with consecutive seeds,
+    logits averaged. Returns features -> logits."""
     import keras
 
-    keras.utils.set_random_seed(config.seed)
-    head = keras.Sequential([keras.Input((features.shape[1],)), keras.layers.Dense(num_labels)])
-    head.compile(
-        optimizer=keras.optimizers.Adam(config.head_learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    # Features are L2-normalised: scale them so a linear head reaches confident logits.
+    # Features are L2-normalised: scale them so a head reaches confident logits.
     scale = 1.0 / max(float(np.std(features)), 1e-6)
-    head.fit(features * scale, labels, epochs=config.head_epochs,
-             batch_size=config.head_batch_size, verbose=verbose, shuffle=True)
-    weights = [np.asarray(w) for w in head.get_weights()]
-    return lambda f: (np.asarray(f, np.float32) * scale) @ weights[0] + weights[1]
+    heads = []
+    for i in range(config.head_ensemble):
+        keras.utils.set_random_seed(config.seed + i)
+        layers = [keras.Input((features.shape[1],))]
+        if config.head_hidden > 0:
+            layers += [keras.layers.Dropout(0.1), keras.layers.Dense(config.head_hidden, activation="gelu"),
+                       keras.layers.Dropout(config.head_dropout)]
+        head = keras.Sequential(layers + [keras.layers.Dense(num_labels)])
+        head.compile(
+            optimizer=keras.optimizers.Adam(config.head_learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        head.fit(features * scale, labels, epochs=config.head_epochs,
+                 batch_size=config.head_batch_size, verbose=verbose, shuffle=True)
+        heads.append(head)
+
+    def logits(f):
+        x = np.asarray(f, np.float32) * scale
+        return np.asarray(sum(np.asarray(h.predict(x, batch_size=4096, verbose=0)) for h in heads) / len(heads),
+                          np.float32)
+
+    return logits
+
+
+def head_parameters(feature_dim: int, num_labels: int, config: TeacherConfig) -> int:
+    if config.head_hidden > 0:
+        one = feature_dim * config.head_hidden + config.head_hidden + config.head_hidden * num_labels + num_labels
+    else:
+        one = feature_dim * num_labels + num_labels
+    return one * config.head_ensemble
+
+
+def head_description(config: TeacherConfig) -> str:
+    one = "linear head" if config.head_hidden == 0 else f"MLP head ({config.head_hidden} GELU)"
+    if config.head_ensemble == 1:
+        return one
+    return f"{config.head_ensemble} {one.replace('head', 'heads', 1)} averaged"
 
 
 def _load_keras_teacher(path: Path, unsafe: bool = False):
@@ -450,6 +486,8 @@ def teacher_outputs(
         enc_key_src = _encoder_key_source(config, model_dir, splits, labels_hash)
         enc_key = _encoder_key(enc_key_src)
         head_key_src = dict(enc_key_src, labels=labels_hash, head=[config.head_epochs, config.head_learning_rate, config.head_batch_size, config.seed], num_labels=num_labels)
+        if config.head_hidden or config.head_ensemble > 1:  # keys of linear-head entries stay as they were
+            head_key_src["head_mlp"] = [config.head_hidden, config.head_dropout, config.head_ensemble]
         head_key = "logits-" + hashlib.sha256(json.dumps(head_key_src, sort_keys=True).encode()).hexdigest()[:16]
         with cache.lock(enc_key):  # another run computing it: wait, then read its entry
             cached_feats = cache.load(enc_key)
@@ -470,13 +508,13 @@ def teacher_outputs(
                 log(f"teacher: reusing cached features {cache.where(enc_key)}")
                 hit = True
             if cached_logits is None:
-                head = train_linear_head(cached_feats["train"], train_labels, num_labels, config)
+                head = train_head(cached_feats["train"], train_labels, num_labels, config)
                 cached_logits = {name: head(f).astype(np.float32) for name, f in cached_feats.items()}
                 cache.save(head_key, cached_logits)
-            params += cached_feats["train"].shape[1] * num_labels + num_labels
+            params += head_parameters(cached_feats["train"].shape[1], num_labels, config)
             name = "all-MiniLM-L6-v2" if config.kind == "minilm" else f"BERT preset {model_dir.name}"
             return TeacherOutputs(cached_logits, cached_feats, hit, enc_key, params,
-                                  f"{name} (frozen) + linear head" if not config.fine_tune else f"{name} (fine-tuned) + linear head")
+                                  f"{name} ({'fine-tuned' if config.fine_tune else 'frozen'}) + {head_description(config)}")
 
     if config.kind == "keras":
         if not config.model_path:
