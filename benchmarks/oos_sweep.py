@@ -7,6 +7,7 @@
     python benchmarks/oos_sweep.py student --quick NAME  # float + PTQ INT8 only, no augmentation (cheap)
     python benchmarks/oos_sweep.py rule-on MODEL       # calibrate a rule on val for an existing INT8 file
     python benchmarks/oos_sweep.py table               # float and INT8 figures of every runs/oos-NAME
+    python benchmarks/oos_sweep.py runs DIR...          # val and test figures of the INT8 files of runs
 
 Every figure is on CLINC150 test; the threshold of the rule is chosen on val (oos.calibrate_rule).
 Features are cached under runs/cache/ (one .npz per text set, keyed by its texts), as the demo caches them.
@@ -135,6 +136,12 @@ STUDENT_CHANGES = {
     "mlp5-aug2": {"teacher": MLP5, "distill": {"augment_copies": 2}},
     "mlp5-aug3": {"teacher": MLP5, "distill": {"augment_copies": 3}},
     "mlp5-chitchat1000": {"teacher": MLP5, "oos": {"chitchat_negatives": 1000}},
+    # three copies in the steps of one: 10 epochs, prune and QAT 2 each (as many rows seen as mlp5)
+    "mlp5-aug3-short": {"teacher": MLP5, "distill": {"augment_copies": 3, "epochs": 10}, "prune": {"epochs": 2},
+                        "qat": {"epochs": 2}},
+    "mlp5-aug3-chitchat1000": {"teacher": MLP5, "distill": {"augment_copies": 3}, "oos": {"chitchat_negatives": 1000}},
+    "mlp5-aug3-short-chitchat1000": {"teacher": MLP5, "distill": {"augment_copies": 3, "epochs": 10},
+                                     "prune": {"epochs": 2}, "qat": {"epochs": 2}, "oos": {"chitchat_negatives": 1000}},
 }
 
 
@@ -177,6 +184,21 @@ def rule_on_model(path: str):
     print(_fmt(Path(path).name, rep, f"{len(bundle.model.content) / 1024:.0f} KB"))
 
 
+def runs_table(paths):
+    """Val and test figures of the INT8 files of demo-shaped runs (report.json folders), side by side:
+    choices are made by the val columns; the test columns only report."""
+    print(f"{'run':<26} {'val in-sc':>9} {'val acc':>7} {'val oosR':>8} | {'test in-sc':>10} {'oosR':>5} "
+          f"{'in (rule)':>9} {'oosR':>5} {'oosP':>5} {'thresh':>6} {'min':>5}")
+    for d in paths:
+        r = json.loads((Path(d) / "report.json").read_text())
+        o = r["stages"]["int8"]["oos"]
+        c, a, ru = o["calibration"], o["argmax"], o["rule"]
+        print(f"{Path(d).name:<26} {100 * c['val_argmax']['accuracy_in_scope']:9.2f} {100 * c['val']['accuracy']:7.2f} "
+              f"{100 * c['val']['recall_out_of_scope']:8.1f} | {100 * a['accuracy_in_scope']:10.2f} "
+              f"{100 * a['recall_out_of_scope']:5.1f} {100 * ru['accuracy_in_scope']:9.2f} {100 * ru['recall_out_of_scope']:5.1f} "
+              f"{100 * ru['precision_out_of_scope']:5.1f} {c['threshold']:6.3f} {r['timings_s']['total'] / 60:5.1f}")
+
+
 def table():
     print(HEADER.replace("change", "student run (float | INT8)"))
     for name in [f"{q}{n}" for q in ("", "quick-") for n in STUDENT_CHANGES]:
@@ -207,3 +229,5 @@ if __name__ == "__main__":
         rule_on_model(sys.argv[2])
     elif cmd == "table":
         table()
+    elif cmd == "runs":
+        runs_table(sys.argv[2:])
