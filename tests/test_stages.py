@@ -222,8 +222,12 @@ def test_vocabulary_cache_reuses_and_recomputes_a_damaged_entry(tmp_path):
     assert not hit3 and other != first  # the settings are in the key
     (tmp_path / "one").mkdir()
     cached_vocabulary(texts, config, tmp_path / "one", logs.append)
-    (entry,) = (tmp_path / "one").glob("vocab-*.txt")
+    (entry,) = (tmp_path / "one").glob("vocab-*.npz")
     entry.write_bytes(entry.read_bytes()[:-7])  # truncated: the footer no longer checks
     again, hit4 = cached_vocabulary(texts, config, tmp_path / "one", logs.append)
     assert not hit4 and again == first
     assert any("corrupt" in m for m in logs) and list((tmp_path / "one").glob("*.corrupt"))
+    from tflite_compress.teacher import FeatureCache  # the store `cache list` / `cache clear` read
+
+    assert sorted(e.status for e in FeatureCache(tmp_path / "one").store.entries() if e.key.startswith("vocab-")) == \
+        ["moved aside", "ok"]

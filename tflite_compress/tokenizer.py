@@ -233,28 +233,30 @@ def learn_vocabulary(texts: Sequence[str], config: TokenizerConfig = TokenizerCo
 
 
 def cached_vocabulary(texts: Sequence[str], config: TokenizerConfig, cache_dir, log=print) -> tuple[list[str], bool]:
-    """`learn_vocabulary`, kept as a sealed entry of the cache folder (`cache.EntryStore`), keyed by
-    the texts and the settings that shape the vocabulary: ~30 s of the warm demo otherwise.
-    `cache_dir` None learns every time. Returns the vocabulary and whether it came from the cache."""
+    """`learn_vocabulary`, kept as a sealed `.npz` entry of the teacher's cache folder (so `cache list`
+    and `cache clear` see it), keyed by the texts and the tokenizer settings: ~30 s of a warm demo
+    otherwise. `cache_dir` None learns every time. Returns the vocabulary and whether it was cached."""
     import dataclasses
     import hashlib
     import json
 
-    from .cache import EntryStore
+    import numpy as np
 
-    store = EntryStore(cache_dir, ".txt", log)
+    from .cache import EntryStore, decode_npz, encode_npz
+
+    store = EntryStore(cache_dir, ".npz", log)
+    if not store.enabled:
+        return learn_vocabulary(texts, config), False
     h = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
     for t in texts:
         h.update(t.encode("utf-8") + b"\0")
     key = "vocab-" + h.hexdigest()[:16]
-    if not store.enabled:
-        return learn_vocabulary(texts, config), False
     with store.lock(key):
-        vocab = store.read(key, lambda payload: payload.decode("utf-8").split("\n"))
-        if vocab is not None:
-            return vocab, True
+        entry = store.read(key, decode_npz)
+        if entry is not None and "vocab" in entry:
+            return [str(v) for v in entry["vocab"]], True
         vocab = learn_vocabulary(texts, config)
-        store.write(key, "\n".join(vocab).encode("utf-8"))
+        store.write(key, encode_npz({"vocab": np.array(vocab, dtype=str)}))
         return vocab, False
 
 
