@@ -106,7 +106,7 @@ def heads_sweep(ds):
     oos = names.index(OOS_LABEL)
     mlp = TeacherConfig(**MLP5)
     variants = {
-        "linear (the old default)": TeacherConfig(),
+        "linear (the default)": TeacherConfig(),
         "linear, 200 epochs lr 1e-3": TeacherConfig(head_epochs=200, head_learning_rate=1e-3),
         "MLP 1024 x1": dataclasses.replace(mlp, head_ensemble=1),
         "MLP 1024 x3": dataclasses.replace(mlp, head_ensemble=3),
@@ -187,13 +187,13 @@ def rule_on_model(path: str):
 def runs_table(paths):
     """Val and test figures of the INT8 files of demo-shaped runs (report.json folders), side by side:
     choices are made by the val columns; the test columns only report."""
-    print(f"{'run':<26} {'val in-sc':>9} {'val acc':>7} {'val oosR':>8} | {'test in-sc':>10} {'oosR':>5} "
+    print(f"{'run':<34} {'val in-sc':>9} {'val acc':>7} {'val oosR':>8} | {'test in-sc':>10} {'oosR':>5} "
           f"{'in (rule)':>9} {'oosR':>5} {'oosP':>5} {'thresh':>6} {'min':>5}")
     for d in paths:
         r = json.loads((Path(d) / "report.json").read_text())
         o = r["stages"]["int8"]["oos"]
         c, a, ru = o["calibration"], o["argmax"], o["rule"]
-        print(f"{Path(d).name:<26} {100 * c['val_argmax']['accuracy_in_scope']:9.2f} {100 * c['val']['accuracy']:7.2f} "
+        print(f"{Path(d).name:<34} {100 * c['val_argmax']['accuracy_in_scope']:9.2f} {100 * c['val']['accuracy']:7.2f} "
               f"{100 * c['val']['recall_out_of_scope']:8.1f} | {100 * a['accuracy_in_scope']:10.2f} "
               f"{100 * a['recall_out_of_scope']:5.1f} {100 * ru['accuracy_in_scope']:9.2f} {100 * ru['recall_out_of_scope']:5.1f} "
               f"{100 * ru['precision_out_of_scope']:5.1f} {c['threshold']:6.3f} {r['timings_s']['total'] / 60:5.1f}")
