@@ -1,0 +1,108 @@
+"""A cheap proxy for student changes on CLINC150: the float student alone, val beside test.
+
+    .venv/bin/python benchmarks/student_proxy.py VARIANT[,VARIANT...] [RECIPE] [section.key=JSON ...]
+
+The demo's data, tokenizer and (cached) teacher stages of RECIPE (default: the built-in default),
+then for each VARIANT a float student distilled as the pipeline's student stage does (no
+pruning, QAT or conversion: those follow the float student within a few tenths of a point),
+printing its in-scope accuracy by arg-max on val (which chooses) and test (which reports).
+`section.key=JSON` overrides a recipe setting, e.g. `distill.batch_size=256`.
+
+Variants (the student's embedding table at initialisation):
+- random:  Keras' default (uniform +-0.05), as the pipeline builds it;
+- feat:    each vocabulary piece ("##" stripped) encoded by all-MiniLM-L6-v2 as a one-word text
+           (its pooled, normalised sentence feature), projected to the embedding width by PCA;
+- input:   MiniLM's own input embedding of the piece (the mean of its MiniLM pieces when the
+           piece is not in MiniLM's vocabulary), projected by PCA.
+PCA outputs are scaled to a standard deviation of 0.05; [PAD] is zero.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tflite_compress import _tf  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+
+def piece_tables(recipe, vocab) -> dict[str, np.ndarray]:
+    from tflite_compress.teacher import MiniLMTeacher
+
+    teacher = MiniLMTeacher(recipe.teacher)
+    words = [p[2:] if p.startswith("##") else p for p in vocab]
+    feats = teacher.features(words, verbose=0)
+    emb = np.asarray(teacher.backbone.token_embedding.embeddings)
+    index = {w: i for i, w in enumerate(teacher.tokenizer.get_vocabulary())}
+    inp = np.zeros((len(vocab), emb.shape[1]), np.float32)
+    missing = 0
+    for i, piece in enumerate(vocab):
+        if piece in index:
+            inp[i] = emb[index[piece]]
+            continue
+        missing += 1
+        got = teacher.tokenizer([words[i]])
+        ids = [int(t) for t in (got.to_list()[0] if hasattr(got, "to_list") else np.ravel(got)) if int(t)]
+        inp[i] = emb[ids].mean(0) if ids else 0.0
+    print(f"{missing} of {len(vocab)} pieces not in MiniLM's vocabulary (their MiniLM pieces averaged)", flush=True)
+    return {"feat": feats, "input": inp}
+
+
+def pca(table: np.ndarray, dim: int, std: float = 0.05) -> np.ndarray:
+    rows = table[2:]  # not [PAD], [UNK]
+    mean = rows.mean(0)
+    _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)
+    out = (table - mean) @ vt[:dim].T
+    out = out / out[2:].std() * std
+    out[0] = 0.0
+    return out.astype(np.float32)
+
+
+def main() -> None:
+    from tflite_compress import pipeline as P
+    from tflite_compress.config import Recipe
+    from tflite_compress.data import load_clinc150
+    from tflite_compress.recipes import load_recipe
+    from tflite_compress.runtime import classification_metrics
+    from tflite_compress.stages import run_stages
+    from tflite_compress.students import build_student
+
+    variants = sys.argv[1].split(",")
+    args = sys.argv[2:]
+    name = args.pop(0) if args and "=" not in args[0] else None
+    base = load_recipe(name).to_dict()
+    for kv in args:
+        key, value = kv.split("=", 1)
+        section, field = key.split(".", 1)
+        base[section][field] = json.loads(value)
+    recipe = Recipe.from_dict(base)
+    ds = load_clinc150()
+    scratch = Path("/tmp/student_proxy")
+    state = P.ClassifierState(dataset=ds, recipe=recipe, inputs=P.RunInputs(cache_dir=ROOT / "runs" / "cache", verbose=0),
+                              out_dir=scratch, work_dir=scratch)
+    state = run_stages(P.CLASSIFIER_STAGES[:3], state, print)  # data, tokenizer, teacher
+    vocab = state.tokenizer.vocab
+    tables = piece_tables(recipe, vocab) if set(variants) - {"random"} else {}
+    print(f"{'variant':<8} {'val in-sc':>9} {'test in-sc':>10}  (float student, arg-max; {' '.join(args) or 'recipe as is'})")
+    for variant in variants:
+        t0 = time.perf_counter()
+        student = build_student(recipe.student, len(vocab), recipe.tokenizer.sequence_length, len(state.label_names),
+                                seed=recipe.seed)
+        if variant != "random":
+            student.get_layer("embedding").set_weights([pca(tables[variant], recipe.student.embedding_dim)])
+        P.distill_fit(student, recipe, state.x, state.targets, state.alpha, None, print, 0)
+        acc = {}
+        for split in ("val", "test"):
+            pred = student.predict(state.x[split], batch_size=512, verbose=0).argmax(1)
+            acc[split] = classification_metrics(state.y[split], pred, state.label_names, ds.oos_label)["accuracy_in_scope"]
+        print(f"{variant:<8} {100 * acc['val']:9.2f} {100 * acc['test']:10.2f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
