@@ -140,6 +140,8 @@ STUDENT_CHANGES = {
     "mlp5-aug3-short": {"teacher": MLP5, "distill": {"augment_copies": 3, "epochs": 10}, "prune": {"epochs": 2},
                         "qat": {"epochs": 2}},
     "mlp5-aug3-chitchat1000": {"teacher": MLP5, "distill": {"augment_copies": 3}, "oos": {"chitchat_negatives": 1000}},
+    "mlp5-tang3-chitchat1000": {"teacher": MLP5, "distill": {"augment_copies": 3, "augment_style": "tang"},
+                                "oos": {"chitchat_negatives": 1000}},
     "mlp5-aug6-chitchat1000": {"teacher": MLP5, "distill": {"augment_copies": 6}, "oos": {"chitchat_negatives": 1000}},
     "mlp5-aug3-short-chitchat1000": {"teacher": MLP5, "distill": {"augment_copies": 3, "epochs": 10},
                                      "prune": {"epochs": 2}, "qat": {"epochs": 2}, "oos": {"chitchat_negatives": 1000}},

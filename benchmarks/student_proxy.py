@@ -94,6 +94,10 @@ def main() -> None:
         t0 = time.perf_counter()
         student = build_student(recipe.student, len(vocab), recipe.tokenizer.sequence_length, len(state.label_names),
                                 seed=recipe.seed)
+        if variant == variants[0]:
+            print(f"student: {student.count_params():,} parameters ({recipe.student.family}, embedding "
+                  f"{recipe.student.embedding_dim}, filters {recipe.student.filters}, kernels "
+                  f"{list(recipe.student.kernel_sizes)}, hidden {recipe.student.hidden_units})", flush=True)
         if variant != "random":
             student.get_layer("embedding").set_weights([pca(tables[variant], recipe.student.embedding_dim)])
         P.distill_fit(student, recipe, state.x, state.targets, state.alpha, None, print, 0)
