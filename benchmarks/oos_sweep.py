@@ -216,8 +216,30 @@ def table():
                 print(_fmt(f"{name} {stage}", o, extra))
 
 
+COMMANDS = ("features", "teacher", "heads", "student", "rule-on", "table", "runs")
+
+
+def _usage(message: str) -> None:
+    """One line on stderr, exit 2, before anything runs or is written."""
+    print(f"oos_sweep.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-    cmd = sys.argv[1]
+    cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+    rest = sys.argv[2:]
+    if cmd not in COMMANDS:
+        _usage(f"expected a command, one of {', '.join(COMMANDS)}; got {cmd!r}")
+    if cmd == "student":
+        bad = [n for n in rest if n != "--quick" and n not in STUDENT_CHANGES]
+        if bad or not [n for n in rest if n != "--quick"]:
+            _usage(f"student: expected change names from {', '.join(STUDENT_CHANGES)}; got {', '.join(bad) or 'none'}")
+    if cmd == "runs":
+        bad = [d for d in rest if not (Path(d) / "report.json").is_file()]
+        if bad or not rest:
+            _usage(f"runs: expected run folders holding report.json; got {', '.join(bad) or 'none'}")
+    if cmd == "rule-on" and not (rest and Path(rest[0]).is_file()):
+        _usage(f"rule-on: expected an INT8 .tflite file; got {rest[0] if rest else 'none'}")
     ds = load_clinc150()
     if cmd == "features":
         all_features(ds)

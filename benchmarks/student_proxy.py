@@ -36,7 +36,7 @@ def piece_tables(recipe, vocab) -> dict[str, np.ndarray]:
     from tflite_compress.teacher import MiniLMTeacher
 
     teacher = MiniLMTeacher(recipe.teacher)
-    words = [p[2:] if p.startswith("##") else p for p in vocab]
+    words = [p.removeprefix("##") for p in vocab]
     feats = teacher.features(words, verbose=0)
     emb = np.asarray(teacher.backbone.token_embedding.embeddings)
     index = {w: i for i, w in enumerate(teacher.tokenizer.get_vocabulary())}
@@ -54,6 +54,9 @@ def piece_tables(recipe, vocab) -> dict[str, np.ndarray]:
     return {"feat": feats, "input": inp}
 
 
+VARIANTS = ("random", "feat", "input")
+
+
 def pca(table: np.ndarray, dim: int, std: float = 0.05) -> np.ndarray:
     rows = table[2:]  # not [PAD], [UNK]
     mean = rows.mean(0)
@@ -68,20 +71,38 @@ def main() -> None:
     from tflite_compress import pipeline as P
     from tflite_compress.config import Recipe
     from tflite_compress.data import load_clinc150
+    from tflite_compress.errors import InputError
     from tflite_compress.recipes import load_recipe
     from tflite_compress.runtime import classification_metrics
     from tflite_compress.stages import run_stages
     from tflite_compress.students import build_student
 
+    def usage(message: str) -> None:  # one line, exit 2, nothing run
+        print(f"student_proxy.py: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    if len(sys.argv) < 2:
+        usage("expected VARIANT[,VARIANT...] [RECIPE] [section.key=JSON ...]")
     variants = sys.argv[1].split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        usage(f"unknown variant(s) {', '.join(unknown)}; expected some of {', '.join(VARIANTS)}")
     args = sys.argv[2:]
     name = args.pop(0) if args and "=" not in args[0] else None
-    base = load_recipe(name).to_dict()
-    for kv in args:
-        key, value = kv.split("=", 1)
-        section, field = key.split(".", 1)
-        base[section][field] = json.loads(value)
-    recipe = Recipe.from_dict(base)
+    try:
+        base = load_recipe(name).to_dict()
+        for kv in args:
+            key, value = kv.split("=", 1)
+            section, field = key.split(".", 1) if "." in key else ("", key)
+            if not isinstance(base.get(section), dict):
+                usage(f"{kv}: expected section.key=JSON with a section of {', '.join(k for k, v in base.items() if isinstance(v, dict))}")
+            try:
+                base[section][field] = json.loads(value)
+            except json.JSONDecodeError:
+                usage(f"{kv}: the value is not JSON (strings need quotes: 'distill.augment_style=\"tang\"')")
+        recipe = Recipe.from_dict(base)
+    except InputError as exc:
+        usage(str(exc))
     ds = load_clinc150()
     scratch = Path("/tmp/student_proxy")
     state = P.ClassifierState(dataset=ds, recipe=recipe, inputs=P.RunInputs(cache_dir=ROOT / "runs" / "cache", verbose=0),
