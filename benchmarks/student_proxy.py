@@ -1,6 +1,6 @@
 """A cheap proxy for student changes on CLINC150: the float student alone, val beside test.
 
-    .venv/bin/python benchmarks/student_proxy.py VARIANT[,VARIANT...] [RECIPE] [section.key=JSON ...]
+    .venv/bin/python benchmarks/student_proxy.py VARIANT[,VARIANT...] [RECIPE] [section.key=JSON ...] [--seeds=0,1,2]
 
 The demo's data, tokenizer and (cached) teacher stages of RECIPE (default: the built-in default),
 then for each VARIANT a float student distilled as the pipeline's student stage does (no
@@ -15,10 +15,15 @@ Variants (the student's embedding table at initialisation):
 - input:   MiniLM's own input embedding of the piece (the mean of its MiniLM pieces when the
            piece is not in MiniLM's vocabulary), projected by PCA.
 PCA outputs are scaled to a standard deviation of 0.05; [PAD] is zero.
+A variant trains as the pipeline's student stage does (an XLA-compiled step); `VARIANT@keras`
+trains it as Keras runs it by default (no XLA; every batch, the last partial one included).
+`--seeds=0,1,2` repeats each variant with these student seeds (initialisation, dropout and
+shuffling; the teacher and its data stay as the recipe's seed made them) and prints the mean.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -81,13 +86,21 @@ def main() -> None:
         print(f"student_proxy.py: {message}", file=sys.stderr)
         sys.exit(2)
 
-    if len(sys.argv) < 2:
-        usage("expected VARIANT[,VARIANT...] [RECIPE] [section.key=JSON ...]")
-    variants = sys.argv[1].split(",")
-    unknown = [v for v in variants if v not in VARIANTS]
+    argv = [a for a in sys.argv[1:] if not a.startswith("--seeds=")]
+    seeds = None
+    for a in sys.argv[1:]:
+        if a.startswith("--seeds="):
+            try:
+                seeds = [int(v) for v in a.removeprefix("--seeds=").split(",")]
+            except ValueError:
+                usage(f"{a}: expected --seeds=N[,N...] (integers)")
+    if len(argv) < 1:
+        usage("expected VARIANT[,VARIANT...] [RECIPE] [section.key=JSON ...] [--seeds=0,1,2]")
+    variants = argv[0].split(",")
+    unknown = [v for v in variants if v.removesuffix("@keras") not in VARIANTS]
     if unknown:
-        usage(f"unknown variant(s) {', '.join(unknown)}; expected some of {', '.join(VARIANTS)}")
-    args = sys.argv[2:]
+        usage(f"unknown variant(s) {', '.join(unknown)}; expected some of {', '.join(VARIANTS)} (each may end in @keras)")
+    args = argv[1:]
     name = args.pop(0) if args and "=" not in args[0] else None
     try:
         base = load_recipe(name).to_dict()
@@ -109,24 +122,38 @@ def main() -> None:
                               out_dir=scratch, work_dir=scratch)
     state = run_stages(P.CLASSIFIER_STAGES[:3], state, print)  # data, tokenizer, teacher
     vocab = state.tokenizer.vocab
-    tables = piece_tables(recipe, vocab) if set(variants) - {"random"} else {}
+    tables = piece_tables(recipe, vocab) if {v.removesuffix("@keras") for v in variants} - {"random"} else {}
     print(f"{'variant':<8} {'val in-sc':>9} {'test in-sc':>10}  (float student, arg-max; {' '.join(args) or 'recipe as is'})")
-    for variant in variants:
-        t0 = time.perf_counter()
-        student = build_student(recipe.student, len(vocab), recipe.tokenizer.sequence_length, len(state.label_names),
-                                seed=recipe.seed)
-        if variant == variants[0]:
-            print(f"student: {student.count_params():,} parameters ({recipe.student.family}, embedding "
-                  f"{recipe.student.embedding_dim}, filters {recipe.student.filters}, kernels "
-                  f"{list(recipe.student.kernel_sizes)}, hidden {recipe.student.hidden_units})", flush=True)
-        if variant != "random":
-            student.get_layer("embedding").set_weights([pca(tables[variant], recipe.student.embedding_dim)])
-        P.distill_fit(student, recipe, state.x, state.targets, state.alpha, None, print, 0)
-        acc = {}
-        for split in ("val", "test"):
-            pred = student.predict(state.x[split], batch_size=512, verbose=0).argmax(1)
-            acc[split] = classification_metrics(state.y[split], pred, state.label_names, ds.oos_label)["accuracy_in_scope"]
-        print(f"{variant:<8} {100 * acc['val']:9.2f} {100 * acc['test']:10.2f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    scores: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    for seed in seeds or [recipe.seed]:
+        student_recipe = dataclasses.replace(recipe, seed=seed)
+        for variant in variants:
+            t0 = time.perf_counter()
+            init = variant.removesuffix("@keras")
+            student = build_student(recipe.student, len(vocab), recipe.tokenizer.sequence_length,
+                                    len(state.label_names), seed=seed)
+            if variant == variants[0] and seed == (seeds or [recipe.seed])[0]:
+                print(f"student: {student.count_params():,} parameters ({recipe.student.family}, embedding "
+                      f"{recipe.student.embedding_dim}, filters {recipe.student.filters}, kernels "
+                      f"{list(recipe.student.kernel_sizes)}, hidden {recipe.student.hidden_units})", flush=True)
+            if init != "random":
+                student.get_layer("embedding").set_weights([pca(tables[init], recipe.student.embedding_dim)])
+            P.distill_fit(student, student_recipe, state.x, state.targets, state.alpha, None, print, 0,
+                          xla=not variant.endswith("@keras"))
+            acc = {}
+            for split in ("val", "test"):
+                pred = student.predict(state.x[split], batch_size=512, verbose=0).argmax(1)
+                acc[split] = classification_metrics(state.y[split], pred, state.label_names,
+                                                    ds.oos_label)["accuracy_in_scope"]
+            scores[variant].append((100 * acc["val"], 100 * acc["test"]))
+            label = variant if seeds is None else f"{variant} s{seed}"
+            print(f"{label:<8} {100 * acc['val']:9.2f} {100 * acc['test']:10.2f}  ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+    if seeds is not None and len(seeds) > 1:
+        for variant, rows in scores.items():
+            val, test = np.array(rows).T
+            print(f"{variant + ' mean':<8} {val.mean():9.2f} {test.mean():10.2f}  (sd {val.std(ddof=1):.2f} / "
+                  f"{test.std(ddof=1):.2f} over seeds {','.join(map(str, seeds))})", flush=True)
 
 
 if __name__ == "__main__":

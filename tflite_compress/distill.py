@@ -59,20 +59,41 @@ def label_accuracy(y_packed, logits):
 label_accuracy.__name__ = "accuracy"
 
 
+# XLA-compiled training (`xla=True`): the train step is compiled with `jit_compile` and run
+# `XLA_STEPS` steps per call. On the demo's student (30,200 rows, batch 64, 2 cores) its 20
+# epochs took 143 s against 168 s (docs/out-of-scope.md, "Training time"); single epochs on this
+# shared machine swing between 6 and 10 s either way (benchmarks/train_speed.py). Not for pruning
+# (tfmot's step callback must run every step) nor QAT (3 epochs; its compile costs what it saves).
+XLA_STEPS = 32
+
+
 def compile_for_distillation(model, config: DistillConfig, learning_rate: float | None = None,
-                             alpha: float | None = None) -> None:
+                             alpha: float | None = None, xla: bool = False) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate),
         loss=distillation_loss(config.alpha if alpha is None else alpha, config.temperature),
         metrics=[label_accuracy],
+        **_xla_options(xla),
     )
 
 
+def _xla_options(xla: bool) -> dict:
+    return {"jit_compile": True, "steps_per_execution": XLA_STEPS} if xla else {}
+
+
 def fit(model, x: np.ndarray, targets: np.ndarray, epochs: int, batch_size: int, callbacks=(),
-        validation: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 1, seed: int = 0):
-    """Train with a shuffled tf.data pipeline; returns the Keras history."""
+        validation: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 1, seed: int = 0,
+        whole_batches: bool = False):
+    """Train with a shuffled tf.data pipeline; returns the Keras history.
+
+    `whole_batches`: drop each epoch's last partial batch (a different one each epoch, as rows are
+    reshuffled) when there is at least one whole batch, so that an XLA-compiled step sees one
+    batch shape and compiles once.
+    """
     keras.utils.set_random_seed(seed)
-    ds = tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(len(x), seed=seed).batch(batch_size)
+    drop = whole_batches and len(x) >= batch_size
+    ds = tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(len(x), seed=seed).batch(batch_size,
+                                                                                           drop_remainder=drop)
     val = None
     if validation is not None:
         val = tf.data.Dataset.from_tensor_slices(validation).batch(512)
@@ -124,7 +145,7 @@ def with_feature_head(student, feature_dim: int, layer: str = "hidden", seed: in
 
 
 def compile_for_feature_distillation(model, config: DistillConfig, learning_rate: float | None = None,
-                                     alpha: float | None = None) -> None:
+                                     alpha: float | None = None, xla: bool = False) -> None:
     """Compile a `with_feature_head` model: logits loss + `feature_weight` * feature loss."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate),
@@ -132,11 +153,13 @@ def compile_for_feature_distillation(model, config: DistillConfig, learning_rate
               feature_loss(config.feature_loss)],
         loss_weights=[1.0, float(config.feature_weight)],
         metrics=[[label_accuracy], []],
+        **_xla_options(xla),
     )
 
 
 def feature_distillation(student, config: DistillConfig, targets: dict[str, np.ndarray],
-                         teacher_features: dict[str, np.ndarray], alpha: float | None = None, seed: int = 0):
+                         teacher_features: dict[str, np.ndarray], alpha: float | None = None, seed: int = 0,
+                         xla: bool = False):
     """(training model, targets per split) for feature distillation, compiled and ready for `fit`.
 
     `targets` are packed logits targets per split (`pack_targets`); the teacher features of the
@@ -146,7 +169,7 @@ def feature_distillation(student, config: DistillConfig, targets: dict[str, np.n
     feats = standardize_features(teacher_features) if config.feature_loss == "mse" else teacher_features
     dim = int(np.asarray(feats["train"]).shape[1])
     model = with_feature_head(student, dim, config.feature_layer, seed=seed)
-    compile_for_feature_distillation(model, config, alpha=alpha)
+    compile_for_feature_distillation(model, config, alpha=alpha, xla=xla)
     return model, {k: (v, np.asarray(feats[k], np.float32)) for k, v in targets.items()}
 
 

@@ -292,8 +292,9 @@ def student_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         log.step(f"student: {student.name}, {_count_params(student):,} parameters; {how}, {recipe.distill.epochs} epochs")
     if given:
         log.detail(f"input model: test {_fmt_acc(state.records['input']['test'])}")
-    if train:
-        distill_fit(student, recipe, state.x, state.targets, state.alpha, state.teacher_features, log, state.verbose)
+    if train:  # XLA for the students built here (known to compile); a given model trains as Keras runs it
+        distill_fit(student, recipe, state.x, state.targets, state.alpha, state.teacher_features, log, state.verbose,
+                    xla=not given)
     fm, pred = state.test_metrics(student)
     log.detail(f"float student: test {_fmt_acc(fm)}")
     oos_figures = _oos_figures(recipe, student.predict(state.x["val"], batch_size=512, verbose=0), state.y["val"],
@@ -519,11 +520,12 @@ def run_text_pipeline(
 
 
 def distill_fit(student, recipe: Recipe, x: Mapping, targets: Mapping, alpha: float, teacher_features: Mapping | None,
-                log: Callable[[str], None], verbose: int) -> None:
+                log: Callable[[str], None], verbose: int, xla: bool = False) -> None:
     """Train `student` in place on packed targets (train, with val for validation).
 
     Logits distillation always; feature distillation too when the recipe asks for it and the
     teacher has train and val features (a training-only projection: `student` keeps the logits path).
+    `xla`: an XLA-compiled train step, `distill.XLA_STEPS` steps per call, whole batches only.
     """
     from . import distill
 
@@ -532,12 +534,15 @@ def distill_fit(student, recipe: Recipe, x: Mapping, targets: Mapping, alpha: fl
         log(f"      + feature distillation: {recipe.distill.feature_loss} on teacher features "
             f"({teacher_features['train'].shape[1]}-d), weight {recipe.distill.feature_weight}")
         train_model, fit_targets = distill.feature_distillation(student, recipe.distill, dict(targets),
-                                                                dict(teacher_features), alpha=alpha, seed=recipe.seed)
+                                                                dict(teacher_features), alpha=alpha, seed=recipe.seed,
+                                                                xla=xla)
     else:
-        distill.compile_for_distillation(student, recipe.distill, alpha=alpha)
+        distill.compile_for_distillation(student, recipe.distill, alpha=alpha, xla=xla)
     distill.fit(train_model, x["train"], fit_targets["train"], recipe.distill.epochs, recipe.distill.batch_size,
                 validation=(x["val"], fit_targets["val"]), verbose=verbose, seed=recipe.seed,
-                callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
+                callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)], whole_batches=xla)
+    if xla:  # predict as Keras runs it: an XLA predict compiles once per batch shape (~30 s on the demo's splits)
+        train_model.jit_compile = False
 
 
 def _cosine_lr(base: float, epochs: int):
