@@ -47,6 +47,30 @@ def test_calibration_maximises_accuracy_with_oos_as_a_class():
     assert 0.4 < low.threshold < 0.45 and d["val"]["recall_out_of_scope"] == pytest.approx(1 / 3)
 
 
+def test_calibration_is_the_rule_applied_at_every_candidate():
+    """calibrate_rule's fast path (scores computed once) chooses what applying the rule at each
+    candidate threshold chooses, on int8-like logits with many tied scores."""
+    from tflite_compress.runtime.oos_rule import predict_with_threshold
+
+    rng = np.random.default_rng(3)
+    names = [f"c{i}" for i in range(9)] + ["oos"]
+    y = rng.integers(0, 10, 400)
+    logits = rng.normal(size=(400, 10)) * 2
+    logits[np.arange(400), y] += np.where(y == 9, 0.0, 2.5)
+    logits = np.round(logits * 4) / 4
+    for target in (None, 0.5):
+        rule, details = calibrate_rule(logits, y, names, "oos", target_recall=target)
+        figures = [oos_metrics(y, predict_with_threshold(logits, float(t), 9), 9)
+                   for t in candidate_thresholds(max_softmax(logits))]
+        if target is None:
+            best = figures[int(np.argmax([f["accuracy"] for f in figures]))]
+        else:
+            best = next(f for f in figures if f["recall_out_of_scope"] >= target)
+        assert details["val"] == best
+        assert details["val"] == oos_metrics(y, rule.predict(logits, names), 9)
+    assert 0.0 < rule.threshold < 1.0
+
+
 def test_candidates_start_at_no_rejection():
     assert candidate_thresholds(np.array([0.5, 0.5, 0.9]))[0] == 0.0
     np.testing.assert_allclose(candidate_thresholds(np.array([0.5, 0.9])), [0.0, 0.7])
