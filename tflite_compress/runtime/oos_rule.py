@@ -66,8 +66,12 @@ def max_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def predict_with_threshold(logits: np.ndarray, threshold: float, oos_index: int) -> np.ndarray:
-    pred = np.asarray(logits).argmax(axis=1)
-    return np.where(max_softmax(logits) < threshold, oos_index, pred)
+    return reject_below(max_softmax(logits), np.asarray(logits).argmax(axis=1), threshold, oos_index)
+
+
+def reject_below(scores: np.ndarray, argmax: np.ndarray, threshold: float, oos_index: int) -> np.ndarray:
+    """The rule on precomputed scores and arg-max: `oos_index` where the score is below `threshold`."""
+    return np.where(scores < threshold, oos_index, argmax)
 
 
 def auroc(score_in_scope: np.ndarray, is_oos: np.ndarray) -> float:
