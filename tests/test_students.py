@@ -85,7 +85,7 @@ def test_family_learns_with_the_xla_step(name):
     model = build_student(XLA_FAMILIES[name], VOCAB, SEQ, CLASSES, seed=0)
     distill.compile_for_distillation(model, DistillConfig(), learning_rate=5e-3, alpha=1.0, xla=True)
     assert model.jit_compile
-    history = distill.fit(model, x, distill.pack_targets(y, None, CLASSES), 30, 32, verbose=0, whole_batches=True)
+    history = distill.fit(model, x, distill.pack_targets(y, None, CLASSES), 30, 32, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     model.jit_compile = False
     assert np.mean(model.predict(x, verbose=0).argmax(1) == y) > 0.8  # chance: 0.25
@@ -93,7 +93,7 @@ def test_family_learns_with_the_xla_step(name):
     few = build_student(XLA_FAMILIES[name], VOCAB, SEQ, CLASSES, seed=0)  # fewer rows than a batch: still trains
     distill.compile_for_distillation(few, DistillConfig(), alpha=1.0, xla=True)
     before = [w.copy() for w in few.get_weights()]
-    distill.fit(few, x[:20], distill.pack_targets(y[:20], None, CLASSES), 1, 32, verbose=0, whole_batches=True)
+    distill.fit(few, x[:20], distill.pack_targets(y[:20], None, CLASSES), 1, 32, verbose=0)
     assert any(not np.array_equal(a, b) for a, b in zip(before, few.get_weights()))
 
 

@@ -82,16 +82,15 @@ def _xla_options(xla: bool) -> dict:
 
 
 def fit(model, x: np.ndarray, targets: np.ndarray, epochs: int, batch_size: int, callbacks=(),
-        validation: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 1, seed: int = 0,
-        whole_batches: bool = False):
+        validation: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 1, seed: int = 0):
     """Train with a shuffled tf.data pipeline; returns the Keras history.
 
-    `whole_batches`: drop each epoch's last partial batch (a different one each epoch, as rows are
-    reshuffled) when there is at least one whole batch, so that an XLA-compiled step sees one
-    batch shape and compiles once.
+    A model compiled with `jit_compile` trains on whole batches only: each epoch's last partial
+    batch is dropped (a different one each epoch, as rows are reshuffled) when there is at least
+    one whole batch, so that the XLA-compiled step sees one batch shape and compiles once.
     """
     keras.utils.set_random_seed(seed)
-    drop = whole_batches and len(x) >= batch_size
+    drop = bool(getattr(model, "jit_compile", False)) and len(x) >= batch_size
     ds = tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(len(x), seed=seed).batch(batch_size,
                                                                                            drop_remainder=drop)
     val = None

@@ -540,7 +540,7 @@ def distill_fit(student, recipe: Recipe, x: Mapping, targets: Mapping, alpha: fl
         distill.compile_for_distillation(student, recipe.distill, alpha=alpha, xla=xla)
     distill.fit(train_model, x["train"], fit_targets["train"], recipe.distill.epochs, recipe.distill.batch_size,
                 validation=(x["val"], fit_targets["val"]), verbose=verbose, seed=recipe.seed,
-                callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)], whole_batches=xla)
+                callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
     if xla:  # predict as Keras runs it: an XLA predict compiles once per batch shape (~30 s on the demo's splits)
         train_model.jit_compile = False
 
