@@ -209,6 +209,22 @@ def test_teacher_head_ensemble_averages_mlp_heads():
         TeacherConfig(head_ensemble=0)
 
 
+def test_learned_vocabulary_is_keras_nlps_at_its_min_frequency():
+    """learn_vocabulary counts pretokenized batches of texts; at keras-nlp's fixed min_frequency (10)
+    it gives compute_word_piece_vocabulary's vocabulary, piece for piece."""
+    import keras_nlp
+
+    from tflite_compress.tokenizer import RESERVED_TOKENS
+
+    texts = list(load_clinc150().train.texts[:3000])
+    config = TokenizerConfig(vocabulary_size=600, min_frequency=10)
+    from tflite_compress._tf import tf
+
+    theirs = keras_nlp.tokenizers.compute_word_piece_vocabulary(  # (a list would be file names)
+        tf.data.Dataset.from_tensor_slices(texts), config.vocabulary_size, lowercase=True, strip_accents=True, reserved_tokens=list(RESERVED_TOKENS))
+    assert learn_vocabulary(texts, config) == list(theirs)
+
+
 def test_vocabulary_cache_reuses_and_recomputes_a_damaged_entry(tmp_path):
     from tflite_compress.tokenizer import cached_vocabulary
 
