@@ -15,8 +15,10 @@ Variants (the student's embedding table at initialisation):
 - input:   MiniLM's own input embedding of the piece (the mean of its MiniLM pieces when the
            piece is not in MiniLM's vocabulary), projected by PCA.
 PCA outputs are scaled to a standard deviation of 0.05; [PAD] is zero.
-A variant trains as the pipeline's student stage does (an XLA-compiled step); `VARIANT@keras`
-trains it as Keras runs it by default (no XLA; every batch, the last partial one included).
+A variant trains as the pipeline's student stage does (an XLA-compiled step; cut batches when the
+recipe says `distill.cut_batches`); `VARIANT@cut` with cut batches (short rows cut after their last
+token, in batches of their own), `VARIANT@full` without; `VARIANT@keras` trains it as Keras runs it
+by default (no XLA, full length; every batch, the last partial one included).
 `--seeds=0,1,2` repeats each variant with these student seeds (initialisation, dropout and
 shuffling; the teacher and its data stay as the recipe's seed made them) and prints the mean.
 """
@@ -60,6 +62,7 @@ def piece_tables(recipe, vocab) -> dict[str, np.ndarray]:
 
 
 VARIANTS = ("random", "feat", "input")
+HOW = ("", "cut", "full", "keras")
 
 
 def pca(table: np.ndarray, dim: int, std: float = 0.05) -> np.ndarray:
@@ -80,7 +83,7 @@ def main() -> None:
     from tflite_compress.recipes import load_recipe
     from tflite_compress.runtime import classification_metrics
     from tflite_compress.stages import run_stages
-    from tflite_compress.students import build_student
+    from tflite_compress.students import build_student, length_margin
 
     def usage(message: str) -> None:  # one line, exit 2, nothing run
         print(f"student_proxy.py: {message}", file=sys.stderr)
@@ -97,9 +100,10 @@ def main() -> None:
     if len(argv) < 1:
         usage("expected VARIANT[,VARIANT...] [RECIPE] [section.key=JSON ...] [--seeds=0,1,2]")
     variants = argv[0].split(",")
-    unknown = [v for v in variants if v.removesuffix("@keras") not in VARIANTS]
+    unknown = [v for v in variants if v.split("@")[0] not in VARIANTS or v.partition("@")[2] not in HOW]
     if unknown:
-        usage(f"unknown variant(s) {', '.join(unknown)}; expected some of {', '.join(VARIANTS)} (each may end in @keras)")
+        usage(f"unknown variant(s) {', '.join(unknown)}; expected some of {', '.join(VARIANTS)} "
+              "(each may end in @cut, @full or @keras)")
     args = argv[1:]
     name = args.pop(0) if args and "=" not in args[0] else None
     try:
@@ -122,14 +126,15 @@ def main() -> None:
                               out_dir=scratch, work_dir=scratch)
     state = run_stages(P.CLASSIFIER_STAGES[:3], state, print)  # data, tokenizer, teacher
     vocab = state.tokenizer.vocab
-    tables = piece_tables(recipe, vocab) if {v.removesuffix("@keras") for v in variants} - {"random"} else {}
+    tables = piece_tables(recipe, vocab) if {v.split("@")[0] for v in variants} - {"random"} else {}
     print(f"{'variant':<8} {'val in-sc':>9} {'test in-sc':>10}  (float student, arg-max; {' '.join(args) or 'recipe as is'})")
     scores: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for seed in seeds or [recipe.seed]:
         student_recipe = dataclasses.replace(recipe, seed=seed)
         for variant in variants:
             t0 = time.perf_counter()
-            init = variant.removesuffix("@keras")
+            init, _, how = variant.partition("@")
+            cut = how == "cut" or (not how and recipe.distill.cut_batches)
             student = build_student(recipe.student, len(vocab), recipe.tokenizer.sequence_length,
                                     len(state.label_names), seed=seed)
             if variant == variants[0] and seed == (seeds or [recipe.seed])[0]:
@@ -139,7 +144,7 @@ def main() -> None:
             if init != "random":
                 student.get_layer("embedding").set_weights([pca(tables[init], recipe.student.embedding_dim)])
             P.distill_fit(student, student_recipe, state.x, state.targets, state.alpha, None, print, 0,
-                          xla=not variant.endswith("@keras"))
+                          xla=how != "keras", length_margin=length_margin(recipe.student) if cut else None)
             acc = {}
             for split in ("val", "test"):
                 pred = student.predict(state.x[split], batch_size=512, verbose=0).argmax(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -53,6 +54,29 @@ def test_int8_file_is_integer_only_and_sparse(tiny_run):
     assert result.report["stages"]["pruned"]["sparsity"] >= 0.49
     assert int8["weight_sparsity"] >= 0.45
     assert int8["gzip_bytes"] < int8["size_bytes"]
+
+
+def test_cut_batches_run_every_training_stage_and_keep_the_files_shape(tiny_run, tiny_clinc_file, tiny_recipe,
+                                                                          tmp_path):
+    """`distill.cut_batches`: the student trains on short rows cut in batches of their own through
+    distillation, pruning and QAT; the file still takes the full length, integer-only and sparse,
+    and learns about as well as the tiny run without the cut."""
+    import dataclasses
+
+    from tflite_compress.pipeline import run_text_pipeline
+
+    recipe = tiny_recipe.replace(distill=dataclasses.replace(tiny_recipe.distill, cut_batches=True))
+    logs: list[str] = []
+    result = run_text_pipeline(load_clinc150(tiny_clinc_file), recipe, tmp_path / "cut", tiny_run[2] / "cache",
+                               log=logs.append, verbose=0)
+    line = next(line for line in logs if "cut batches:" in line)
+    assert re.search(r"cut batches: \d+ of \d+ rows at \d+ of 16 positions", line), line
+    info = json.loads((result.out_dir / "model_info.json").read_text())
+    assert info["input"]["shape"] == [1, 16]
+    int8 = result.report["stages"]["int8"]
+    assert int8["float_ops"] == [] and int8["weight_sparsity"] >= 0.45
+    plain = tiny_run[0].report["stages"]["int8"]["test"]["accuracy_in_scope"]
+    assert int8["test"]["accuracy_in_scope"] >= plain - 0.15, (int8["test"], plain)
 
 
 def test_progress_lines_follow_the_one_stage_list(tiny_run):

@@ -97,6 +97,89 @@ def test_family_learns_with_the_xla_step(name):
     assert any(not np.array_equal(a, b) for a, b in zip(before, few.get_weights()))
 
 
+@pytest.mark.parametrize("config", [
+    StudentConfig(family="cnn", embedding_dim=8, filters=8, kernel_sizes=(1, 3), hidden_units=16, conv_layers=2),
+    StudentConfig(family="cnn", embedding_dim=8, filters=8, kernel_sizes=(2, 4), hidden_units=16),
+    StudentConfig(family="cnn", embedding_dim=8, filters=8, kernel_sizes=(3,), hidden_units=16, conv_layers=3),
+], ids=["k1,3x2", "k2,4", "k3x3"])
+def test_cnn_logits_do_not_see_padding_past_the_margin(config):
+    """A row cut `length_margin` positions after its last token gives the logits of the full row.
+    Why, checked on the last convolution of each kernel width: every position's output of the full
+    row is one of the cut row's (so the max pools agree); one position less, the widest kernel's
+    all-padding window is missing (the margin is not wider than it needs to be)."""
+    from tflite_compress._tf import keras
+    from tflite_compress.students import build_student, length_margin
+
+    full = 24
+    margin = length_margin(config)
+    model = build_student(config, VOCAB, full, CLASSES, seed=3)
+    rng = np.random.default_rng(0)
+    table = model.get_layer("embedding").get_weights()[0]
+    table[0] = rng.normal(0, 3, table.shape[1])  # a loud padding id
+    model.get_layer("embedding").set_weights([table])
+    last = [[layer for layer in model.layers if layer.name.startswith(f"conv_k{k}")][-1] for k in config.kernel_sizes]
+    convs = keras.Model(model.input, [layer.output for layer in last])
+    for m in (model, convs):
+        m.input_spec = None  # as distill.fit does while it trains on cut rows
+
+    def branches(x):  # per kernel width, the set of the last convolution's per-position outputs
+        outs = convs.predict(x, verbose=0)
+        return [{tuple(np.round(row, 4)) for row in out[0]} for out in (outs if len(last) > 1 else [outs])]
+
+    for n in (1, 4, 9, full - margin):
+        x = np.zeros((1, full), np.int32)
+        x[:, :n] = rng.integers(1, VOCAB, (1, n))
+        np.testing.assert_allclose(model.predict(x[:, :n + margin], verbose=0), model.predict(x, verbose=0),
+                                   rtol=1e-5, atol=1e-5)
+        whole = branches(x)
+        assert all(w <= c for w, c in zip(whole, branches(x[:, :n + margin])))
+        assert not whole[-1] <= branches(x[:, :n + margin - 1])[-1]  # kernel_sizes ascend: the widest last
+    for family in ("bag", "transformer"):
+        assert length_margin(StudentConfig(family=family)) is None
+
+
+def test_length_buckets_cut_short_rows_when_it_saves_positions():
+    from tflite_compress import distill
+
+    x = np.zeros((400, 32), np.int32)
+    lengths = np.r_[np.full(300, 6), np.full(100, 30)]
+    for i, n in enumerate(lengths):
+        x[i, :n] = 5
+    x[0, 3] = 0  # a zero inside a row does not end it
+    assert np.array_equal(distill.row_lengths(x), lengths)
+    cut, short = distill.length_buckets(x, 64, margin=3)
+    assert cut == 9 and np.array_equal(short, lengths <= 6)
+    assert distill.length_buckets(x[250:], 64, margin=3, whole_batches=True) is None  # 50 short rows: no whole batch
+    assert distill.length_buckets(x[300:], 64, margin=3) is None  # every row long: one shape
+
+
+def test_cut_batches_train_the_student_and_restore_its_input_shape():
+    """`distill.fit(length_margin=...)` (the pipeline's built CNN students): short rows train cut, in
+    batches of their own, under the XLA step and as Keras runs it (pruning, QAT)."""
+    from tflite_compress import distill
+    from tflite_compress.students import build_student, length_margin
+
+    config = XLA_FAMILIES["cnn"]
+    rng = np.random.default_rng(0)
+    n, full = 320, 24
+    y = rng.integers(0, CLASSES, n)
+    x = np.zeros((n, full), np.int32)
+    for i, length in enumerate(np.where(rng.random(n) < 0.7, 4, full)):
+        x[i, :length] = rng.integers(2, VOCAB, length)
+    x[:, 1] = 2 + y
+    assert distill.length_buckets(x, 32, length_margin(config), whole_batches=True) is not None
+    for xla in (True, False):
+        model = build_student(config, VOCAB, full, CLASSES, seed=0)
+        distill.compile_for_distillation(model, DistillConfig(), learning_rate=5e-3, alpha=1.0, xla=xla)
+        history = distill.fit(model, x, distill.pack_targets(y, None, CLASSES), 20, 32, verbose=0,
+                              length_margin=length_margin(config))
+        assert history.history["loss"][-1] < history.history["loss"][0]
+        model.jit_compile = False
+        assert np.mean(model.predict(x, verbose=0).argmax(1) == y) > 0.8  # chance: 0.25
+        assert "_manual_input_spec" not in model.__dict__  # the relaxed input spec is gone again
+        assert model.input_spec[0].shape == (None, full) and model.input_shape == (None, full)
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"family": "rnn"}, "family: expected one of bag, cnn, transformer; got 'rnn'"),
     ({"family": "transformer", "embedding_dim": 30, "num_heads": 4}, "embedding_dim: expected a multiple of num_heads=4"),

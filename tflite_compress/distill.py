@@ -81,22 +81,81 @@ def _xla_options(xla: bool) -> dict:
     return {"jit_compile": True, "steps_per_execution": XLA_STEPS} if xla else {}
 
 
-def fit(model, x: np.ndarray, targets: np.ndarray, epochs: int, batch_size: int, callbacks=(),
-        validation: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 1, seed: int = 0):
+def fit(model, x: np.ndarray, targets, epochs: int, batch_size: int, callbacks=(),
+        validation: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 1, seed: int = 0,
+        length_margin: int | None = None):
     """Train with a shuffled tf.data pipeline; returns the Keras history.
 
     A model compiled with `jit_compile` trains on whole batches only: each epoch's last partial
     batch is dropped (a different one each epoch, as rows are reshuffled) when there is at least
     one whole batch, so that the XLA-compiled step sees one batch shape and compiles once.
+
+    `length_margin` (see `students.length_margin`): the model's logits do not depend on where a
+    row is cut after its last token plus this many positions. Short rows then train in batches of
+    their own, cut to `length_buckets`' length (a second batch shape): the same function on
+    fewer positions. `targets` may be an array or a tuple of arrays (feature distillation).
     """
     keras.utils.set_random_seed(seed)
     drop = bool(getattr(model, "jit_compile", False)) and len(x) >= batch_size
-    ds = tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(len(x), seed=seed).batch(batch_size,
-                                                                                           drop_remainder=drop)
+    buckets = length_buckets(x, batch_size, length_margin, drop) if length_margin else None
+    if buckets is None:
+        ds = tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(len(x), seed=seed).batch(batch_size,
+                                                                                               drop_remainder=drop)
+    else:
+        cut, short = buckets
+        parts, batches = [], []
+        for rows, width in ((short, cut), (~short, x.shape[1])):
+            sub = (x[rows][:, :width], tf.nest.map_structure(lambda a, rows=rows: a[rows], targets))
+            n = int(rows.sum())
+            parts.append(tf.data.Dataset.from_tensor_slices(sub).shuffle(n, seed=seed)
+                         .batch(batch_size, drop_remainder=drop))
+            batches.append(n // batch_size if drop else -(-n // batch_size))
+        ds = tf.data.Dataset.sample_from_datasets(parts, weights=[b / sum(batches) for b in batches], seed=seed,
+                                                  stop_on_empty_dataset=False)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(sum(batches)))  # a new pass each epoch
     val = None
     if validation is not None:
         val = tf.data.Dataset.from_tensor_slices(validation).batch(512)
-    return model.fit(ds, epochs=epochs, callbacks=list(callbacks), validation_data=val, verbose=verbose)
+    # The model's input spec names the full length; relaxed while it trains on the cut batches.
+    relaxed = buckets is not None and "_manual_input_spec" not in model.__dict__
+    if relaxed:
+        model.input_spec = None
+    try:
+        return model.fit(ds, epochs=epochs, callbacks=list(callbacks), validation_data=val, verbose=verbose)
+    finally:
+        if relaxed:
+            del model._manual_input_spec
+
+
+def row_lengths(x: np.ndarray) -> np.ndarray:
+    """Positions up to and including each row's last non-padding (non-zero) token id."""
+    nonzero = np.asarray(x) != 0
+    return np.where(nonzero.any(1), x.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
+
+
+def length_buckets(x: np.ndarray, batch_size: int, margin: int, whole_batches: bool = False
+                   ) -> tuple[int, np.ndarray] | None:
+    """(cut, short rows) for `fit`'s two batch shapes, or None when one shape is as cheap.
+
+    A row is short when its length (`row_lengths`) is at most cut - margin. The cut minimises the
+    positions a pass computes, counting each step's fixed cost as half a full row (measured on the
+    demo's CNN, batch 64: ~9 ms a step at 16 positions, ~14 ms at 32, XLA, 2 cores); it is kept
+    when that saves at least 10% and each bucket fills a batch (a whole one under `whole_batches`).
+    """
+    full = x.shape[1]
+    lengths = row_lengths(x)
+    least = batch_size if whole_batches else 1
+    best = None
+    for cut in range(margin + 1, full):
+        n_short = int((lengths <= cut - margin).sum())
+        if n_short < least or len(x) - n_short < least:
+            continue
+        cost = n_short * (cut + full / 2) + (len(x) - n_short) * (full + full / 2)
+        if best is None or cost < best[0]:
+            best = (cost, cut)
+    if best is None or best[0] > 0.9 * len(x) * 1.5 * full:
+        return None
+    return best[1], lengths <= best[1] - margin
 
 
 PROJECTION_LAYER = "feature_projection"

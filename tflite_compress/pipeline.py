@@ -294,7 +294,7 @@ def student_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         log.detail(f"input model: test {_fmt_acc(state.records['input']['test'])}")
     if train:  # XLA for the students built here (known to compile); a given model trains as Keras runs it
         distill_fit(student, recipe, state.x, state.targets, state.alpha, state.teacher_features, log, state.verbose,
-                    xla=not given)
+                    xla=not given, length_margin=_length_margin(state))
     fm, pred = state.test_metrics(student)
     log.detail(f"float student: test {_fmt_acc(fm)}")
     oos_figures = _oos_figures(recipe, student.predict(state.x["val"], batch_size=512, verbose=0), state.y["val"],
@@ -313,12 +313,14 @@ def prune_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         log.step("pruning: off")
         return state
     log.step(f"pruning: target sparsity {recipe.prune.target_sparsity:.0%} over {recipe.prune.epochs} epochs")
-    batch = recipe.distill.batch_size
-    total_steps = int(np.ceil(len(state.x["train"]) / batch)) * recipe.prune.epochs
+    batch, margin = recipe.distill.batch_size, _length_margin(state)
+    buckets = distill.length_buckets(state.x["train"], batch, margin) if margin else None
+    rows = [len(state.x["train"])] if buckets is None else [int(buckets[1].sum()), int((~buckets[1]).sum())]
+    total_steps = sum(int(np.ceil(n / batch)) for n in rows) * recipe.prune.epochs
     pruned = prune.prune(state.model, recipe.prune, total_steps)
     distill.compile_for_distillation(pruned, recipe.distill, learning_rate=recipe.prune.learning_rate, alpha=state.alpha)
     distill.fit(pruned, state.x["train"], state.targets["train"], recipe.prune.epochs, batch,
-                callbacks=prune.callbacks(), verbose=state.verbose, seed=recipe.seed + 1)
+                callbacks=prune.callbacks(), verbose=state.verbose, seed=recipe.seed + 1, length_margin=margin)
     stripped = prune.strip(pruned)
     measured = prune.sparsity_report(stripped, recipe.prune)  # over the weights it wrapped
     overall = measured["sparsity"]
@@ -350,7 +352,7 @@ def qat_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     q = qat.quantize_student(state.model, preserve_sparsity=preserve)
     distill.compile_for_distillation(q, recipe.distill, learning_rate=recipe.qat.learning_rate, alpha=state.alpha)
     distill.fit(q, state.x["train"], state.targets["train"], recipe.qat.epochs, recipe.distill.batch_size,
-                verbose=state.verbose, seed=recipe.seed + 2)
+                verbose=state.verbose, seed=recipe.seed + 2, length_margin=_length_margin(state))
     qm, _ = state.test_metrics(q)
     log.detail(f"QAT: test {_fmt_acc(qm)}")
     return state.record("qat", {"test": qm, "preserve_sparsity": preserve}, model=q)
@@ -519,13 +521,23 @@ def run_text_pipeline(
     return run_pipeline(dataset, recipe, out_dir, inputs, log)
 
 
+def _length_margin(state: ClassifierState) -> int | None:
+    """`students.length_margin` of the student built here when the recipe cuts batches
+    (`distill.cut_batches`); None otherwise, and for a model the user brings."""
+    from .students import length_margin
+
+    built = state.is_text and state.inputs.student is None
+    return length_margin(state.recipe.student) if built and state.recipe.distill.cut_batches else None
+
+
 def distill_fit(student, recipe: Recipe, x: Mapping, targets: Mapping, alpha: float, teacher_features: Mapping | None,
-                log: Callable[[str], None], verbose: int, xla: bool = False) -> None:
+                log: Callable[[str], None], verbose: int, xla: bool = False, length_margin: int | None = None) -> None:
     """Train `student` in place on packed targets (train, with val for validation).
 
     Logits distillation always; feature distillation too when the recipe asks for it and the
     teacher has train and val features (a training-only projection: `student` keeps the logits path).
     `xla`: an XLA-compiled train step, `distill.XLA_STEPS` steps per call, whole batches only.
+    `length_margin`: short rows train cut, in batches of their own (`distill.fit`).
     """
     from . import distill
 
@@ -538,9 +550,13 @@ def distill_fit(student, recipe: Recipe, x: Mapping, targets: Mapping, alpha: fl
                                                                 xla=xla)
     else:
         distill.compile_for_distillation(student, recipe.distill, alpha=alpha, xla=xla)
+    if length_margin:
+        buckets = distill.length_buckets(x["train"], recipe.distill.batch_size, length_margin, whole_batches=xla)
+        log(f"      cut batches: {int(buckets[1].sum())} of {len(x['train'])} rows at {buckets[0]} of "
+            f"{x['train'].shape[1]} positions" if buckets else "      cut batches: none (one length is as cheap)")
     distill.fit(train_model, x["train"], fit_targets["train"], recipe.distill.epochs, recipe.distill.batch_size,
                 validation=(x["val"], fit_targets["val"]), verbose=verbose, seed=recipe.seed,
-                callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)])
+                callbacks=[_cosine_lr(recipe.distill.learning_rate, recipe.distill.epochs)], length_margin=length_margin)
     if xla:  # predict as Keras runs it: an XLA predict compiles once per batch shape (~30 s on the demo's splits)
         train_model.jit_compile = False
 

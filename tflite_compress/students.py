@@ -253,6 +253,22 @@ def _encoder_block(x, config: StudentConfig, i: int):
     return x
 
 
+def length_margin(config: StudentConfig) -> int | None:
+    """How many positions after a row's last token the student's logits can see, when that is
+    bounded, else None (`distill.fit` trains such students on cut batches).
+
+    "cnn": "same"-padded convolutions, then a global max pool over positions, no mask. The output
+    at a position depends on the ids in its receptive field (`conv_layers` x (widest kernel - 1)
+    + 1 positions) and on where the row's end falls in it. A row of n tokens cut to c >= n + margin
+    positions still has an all-padding window, and every window of the full row appears in the
+    cut one and back: the max pool, hence the logits, are the same (tests/test_students.py).
+    "bag" averages over all positions and "transformer" attends over them: None.
+    """
+    if config.family != "cnn":
+        return None
+    return config.conv_layers * (max(config.kernel_sizes) - 1) + 1
+
+
 def build_student(
     config: StudentConfig, vocab_size: int, sequence_length: int, num_labels: int, seed: int = 0
 ) -> "keras.Model":
