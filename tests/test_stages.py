@@ -184,6 +184,24 @@ def test_minilm_fine_tune_learns_on_tiny_data(tmp_path):
     assert tuned.logits["train"].shape == (6, 2)
 
 
+@pytest.mark.parametrize("hidden", [0, 32])
+def test_teacher_head_steps_per_call_do_not_change_its_logits(hidden, monkeypatch):
+    """The head trains `HEAD_STEPS` steps per call: the same steps, in the same order, so logits
+    equal to the bit those of one step per call (a linear head and an MLP with dropout)."""
+    from tflite_compress import teacher
+    from tflite_compress.config import TeacherConfig
+
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(300, 16)).astype(np.float32)  # 300 rows, batch 64: a partial last batch
+    labels = rng.integers(0, 4, 300)
+    config = TeacherConfig(head_hidden=hidden, head_epochs=4, head_batch_size=64, head_ensemble=2)
+    assert teacher.HEAD_STEPS > 1
+    many = teacher.train_head(feats, labels, 4, config)(feats)
+    monkeypatch.setattr(teacher, "HEAD_STEPS", 1)
+    one = teacher.train_head(feats, labels, 4, config)(feats)
+    assert np.array_equal(many, one)
+
+
 def test_teacher_head_ensemble_averages_mlp_heads():
     """`head_hidden` > 0 trains MLP heads, `head_ensemble` of them with consecutive seeds; the logits
     are their mean. On two noisy clusters the ensemble learns them; its members differ (seeds)."""

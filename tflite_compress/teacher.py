@@ -203,6 +203,12 @@ def train_linear_head(
                       verbose=verbose)
 
 
+# Steps of the head's training per call: the same steps in the same order (its logits are the
+# same to the bit as one step per call), in about half the time (the demo's linear head: 60 epochs
+# of 59 steps, ~35 s one step a call, ~18 s at 32, with another job on the 2 cores).
+HEAD_STEPS = 32
+
+
 def train_head(features: np.ndarray, labels: np.ndarray, num_labels: int, config: TeacherConfig,
                verbose: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """The teacher's head on frozen features, as the config says (Keras 3, CPU, seconds a head):
@@ -223,6 +229,7 @@ def train_head(features: np.ndarray, labels: np.ndarray, num_labels: int, config
         head.compile(
             optimizer=keras.optimizers.Adam(config.head_learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            steps_per_execution=HEAD_STEPS,
         )
         head.fit(features * scale, labels, epochs=config.head_epochs,
                  batch_size=config.head_batch_size, verbose=verbose, shuffle=True)
