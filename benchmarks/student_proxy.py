@@ -75,6 +75,14 @@ def pca(table: np.ndarray, dim: int, std: float = 0.05) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def parse_seeds(arg: str, usage) -> list[int]:
+    """`--seeds=0,1,2` -> [0, 1, 2]; anything else goes to `usage` (one line, exit 2)."""
+    try:
+        return [int(v) for v in arg.removeprefix("--seeds=").split(",")]
+    except ValueError:
+        usage(f"{arg}: expected --seeds=N[,N...] (integers)")
+
+
 def main() -> None:
     from tflite_compress import pipeline as P
     from tflite_compress.config import Recipe
@@ -93,10 +101,7 @@ def main() -> None:
     seeds = None
     for a in sys.argv[1:]:
         if a.startswith("--seeds="):
-            try:
-                seeds = [int(v) for v in a.removeprefix("--seeds=").split(",")]
-            except ValueError:
-                usage(f"{a}: expected --seeds=N[,N...] (integers)")
+            seeds = parse_seeds(a, usage)
     if len(argv) < 1:
         usage("expected VARIANT[,VARIANT...] [RECIPE] [section.key=JSON ...] [--seeds=0,1,2]")
     variants = argv[0].split(",")

@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from tflite_compress import _tf  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
+from student_proxy import parse_seeds  # noqa: E402  (its sibling script: benchmarks/ is on sys.path)
+
 SECTIONS = ("prune", "qat", "convert")
 
 
@@ -70,10 +72,7 @@ def main() -> None:
     seeds, name, texts = None, None, []
     for a in sys.argv[1:]:
         if a.startswith("--seeds="):
-            try:
-                seeds = [int(v) for v in a.removeprefix("--seeds=").split(",")]
-            except ValueError:
-                usage(f"{a}: expected --seeds=N[,N...] (integers)")
+            seeds = parse_seeds(a, usage)
         elif a.startswith("--recipe="):
             name = a.removeprefix("--recipe=")
         elif a.startswith("--"):

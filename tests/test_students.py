@@ -151,6 +151,9 @@ def test_length_buckets_cut_short_rows_when_it_saves_positions():
     assert cut == 9 and np.array_equal(short, lengths <= 6)
     assert distill.length_buckets(x[250:], 64, margin=3, whole_batches=True) is None  # 50 short rows: no whole batch
     assert distill.length_buckets(x[300:], 64, margin=3) is None  # every row long: one shape
+    # an epoch's steps, as fit makes them: per bucket, partial batches kept unless whole ones only
+    assert distill.batches_per_epoch(x, 64) == 7 and distill.batches_per_epoch(x, 64, whole_batches=True) == 6
+    assert distill.batches_per_epoch(x, 64, 3) == 5 + 2 and distill.batches_per_epoch(x, 64, 3, True) == 4 + 1
 
 
 def test_cut_batches_train_the_student_and_restore_its_input_shape():

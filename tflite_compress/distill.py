@@ -109,7 +109,7 @@ def fit(model, x: np.ndarray, targets, epochs: int, batch_size: int, callbacks=(
             n = int(rows.sum())
             parts.append(tf.data.Dataset.from_tensor_slices(sub).shuffle(n, seed=seed)
                          .batch(batch_size, drop_remainder=drop))
-            batches.append(n // batch_size if drop else -(-n // batch_size))
+            batches.append(_batches(n, batch_size, drop))
         ds = tf.data.Dataset.sample_from_datasets(parts, weights=[b / sum(batches) for b in batches], seed=seed,
                                                   stop_on_empty_dataset=False)
         ds = ds.apply(tf.data.experimental.assert_cardinality(sum(batches)))  # a new pass each epoch
@@ -125,6 +125,20 @@ def fit(model, x: np.ndarray, targets, epochs: int, batch_size: int, callbacks=(
     finally:
         if relaxed:
             del model._manual_input_spec
+
+
+def _batches(rows: int, batch_size: int, whole: bool) -> int:
+    return rows // batch_size if whole else -(-rows // batch_size)
+
+
+def batches_per_epoch(x: np.ndarray, batch_size: int, length_margin: int | None = None,
+                      whole_batches: bool = False) -> int:
+    """The steps of one epoch of `fit` on `x` (a model compiled without `jit_compile` unless
+    `whole_batches`), cut batches included: what a pruning schedule counts."""
+    whole = whole_batches and len(x) >= batch_size
+    buckets = length_buckets(x, batch_size, length_margin, whole) if length_margin else None
+    sizes = [len(x)] if buckets is None else [int(buckets[1].sum()), int((~buckets[1]).sum())]
+    return sum(_batches(n, batch_size, whole) for n in sizes)
 
 
 def row_lengths(x: np.ndarray) -> np.ndarray:

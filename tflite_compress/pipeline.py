@@ -314,9 +314,7 @@ def prune_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         return state
     log.step(f"pruning: target sparsity {recipe.prune.target_sparsity:.0%} over {recipe.prune.epochs} epochs")
     batch, margin = recipe.distill.batch_size, _length_margin(state)
-    buckets = distill.length_buckets(state.x["train"], batch, margin) if margin else None
-    rows = [len(state.x["train"])] if buckets is None else [int(buckets[1].sum()), int((~buckets[1]).sum())]
-    total_steps = sum(int(np.ceil(n / batch)) for n in rows) * recipe.prune.epochs
+    total_steps = distill.batches_per_epoch(state.x["train"], batch, margin) * recipe.prune.epochs
     pruned = prune.prune(state.model, recipe.prune, total_steps)
     distill.compile_for_distillation(pruned, recipe.distill, learning_rate=recipe.prune.learning_rate, alpha=state.alpha)
     distill.fit(pruned, state.x["train"], state.targets["train"], recipe.prune.epochs, batch,

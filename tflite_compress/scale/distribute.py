@@ -215,7 +215,7 @@ def train_student(build: Callable, recipe, x_train: np.ndarray, targets: np.ndar
     distill.fit(student, x_train, targets, recipe.distill.epochs, batch, verbose=verbose, seed=recipe.seed)
     out["float"] = model = student
     if recipe.stages.prune and recipe.prune.target_sparsity > 0:
-        steps = int(np.ceil(len(x_train) / batch)) * recipe.prune.epochs
+        steps = distill.batches_per_epoch(x_train, batch) * recipe.prune.epochs
         with strategy_scope(strategy):
             pruned = prune.prune(model, recipe.prune, steps)
             distill.compile_for_distillation(pruned, recipe.distill, learning_rate=recipe.prune.learning_rate,
