@@ -148,7 +148,7 @@ def main() -> None:
                       f"{list(recipe.student.kernel_sizes)}, hidden {recipe.student.hidden_units})", flush=True)
             if init != "random":
                 student.get_layer("embedding").set_weights([pca(tables[init], recipe.student.embedding_dim)])
-            P.distill_fit(student, student_recipe, state.x, state.targets, state.alpha, None, print, 0,
+            P.distill_fit(student, student_recipe, state.x, state.targets, state.alpha, state.teacher_features, print, 0,
                           xla=how != "keras", length_margin=length_margin(recipe.student) if cut else None)
             acc = {}
             for split in ("val", "test"):

@@ -72,6 +72,11 @@ def test_distillation_loss_matches_formula():
     np.testing.assert_allclose(got, want, rtol=1e-5)
     # alpha = 1: labels alone, the teacher is ignored.
     np.testing.assert_allclose(distillation_loss(1.0, temp)(pack_targets(y, None, 4), s).numpy(), ce, rtol=1e-5)
+    # "mse" (Tang et al.): the mean squared logit difference in place of T^2 * KL; T plays no part.
+    want = alpha * ce + (1 - alpha) * ((s - t) ** 2).mean(1)
+    for temp_ in (temp, 1.0):
+        got = distillation_loss(alpha, temp_, "mse")(pack_targets(y, t, 4), s).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 def _tiny_data(n=256, seq=12, vocab=60, classes=4, seed=0):

@@ -23,6 +23,7 @@ STUDENT_FAMILIES = ("bag", "cnn", "transformer")
 PRUNE_SCHEDULES = ("polynomial", "constant")
 FEATURE_LOSSES = ("mse", "cosine")
 AUGMENT_STYLES = ("dropout", "tang")
+LOGIT_LOSSES = ("kl", "mse")
 
 
 def _require(ok: bool, key: str, expected: str, value) -> None:
@@ -144,6 +145,9 @@ class DistillConfig:
 
     alpha: float = 0.3
     temperature: float = 4.0
+    # The soft-target term: "kl" (Hinton et al.: T^2 * KL at temperature T) or "mse" (Tang et al.
+    # 2019: mean squared error between student and teacher logits; T unused).
+    logit_loss: str = "kl"
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -172,6 +176,7 @@ class DistillConfig:
         _at_least(self, 0, "epochs", "augment_copies", "feature_weight")
         _at_least(self, 1, "batch_size")
         _one_of("feature_loss", self.feature_loss, FEATURE_LOSSES)
+        _one_of("logit_loss", self.logit_loss, LOGIT_LOSSES)
         _one_of("augment_style", self.augment_style, AUGMENT_STYLES)
         _fraction(self, "augment_word_dropout")
         _fraction(self, "augment_swap_probability", closed=True)

@@ -31,8 +31,12 @@ def pack_targets(labels: np.ndarray, teacher_logits: np.ndarray | None, num_labe
     return np.concatenate([labels, np.asarray(teacher_logits, np.float32)], axis=1)
 
 
-def distillation_loss(alpha: float, temperature: float) -> Callable:
-    """Keras loss over packed targets (see `pack_targets`) and student logits."""
+def distillation_loss(alpha: float, temperature: float, logit_loss: str = "kl") -> Callable:
+    """Keras loss over packed targets (see `pack_targets`) and student logits.
+
+    `logit_loss` "mse": the soft term is the mean squared difference of the logits (Tang et al.
+    2019), in place of T^2 * KL; `temperature` is then unused.
+    """
     t = float(temperature)
 
     def loss(y_packed, logits):
@@ -41,6 +45,8 @@ def distillation_loss(alpha: float, temperature: float) -> Callable:
         ce = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         if alpha >= 1.0:
             return ce
+        if logit_loss == "mse":
+            return alpha * ce + (1.0 - alpha) * tf.reduce_mean(tf.square(logits - teacher), axis=-1)
         p_teacher = tf.nn.softmax(teacher / t)
         kl = tf.reduce_sum(
             p_teacher * (tf.nn.log_softmax(teacher / t) - tf.nn.log_softmax(logits / t)), axis=-1
@@ -71,7 +77,7 @@ def compile_for_distillation(model, config: DistillConfig, learning_rate: float 
                              alpha: float | None = None, xla: bool = False) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate),
-        loss=distillation_loss(config.alpha if alpha is None else alpha, config.temperature),
+        loss=distillation_loss(config.alpha if alpha is None else alpha, config.temperature, config.logit_loss),
         metrics=[label_accuracy],
         **_xla_options(xla),
     )
@@ -221,7 +227,7 @@ def compile_for_feature_distillation(model, config: DistillConfig, learning_rate
     """Compile a `with_feature_head` model: logits loss + `feature_weight` * feature loss."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate),
-        loss=[distillation_loss(config.alpha if alpha is None else alpha, config.temperature),
+        loss=[distillation_loss(config.alpha if alpha is None else alpha, config.temperature, config.logit_loss),
               feature_loss(config.feature_loss)],
         loss_weights=[1.0, float(config.feature_weight)],
         metrics=[[label_accuracy], []],

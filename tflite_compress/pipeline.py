@@ -287,8 +287,8 @@ def student_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     if not train:
         log.step(f"student: {student.name}, {_count_params(student):,} parameters, taken as given")
     else:
-        how = (f"distillation alpha={state.alpha} T={recipe.distill.temperature}" if recipe.stages.distill
-               else "labels alone")
+        soft = ("logit MSE" if recipe.distill.logit_loss == "mse" else f"T={recipe.distill.temperature}")
+        how = f"distillation alpha={state.alpha} {soft}" if recipe.stages.distill else "labels alone"
         log.step(f"student: {student.name}, {_count_params(student):,} parameters; {how}, {recipe.distill.epochs} epochs")
     if given:
         log.detail(f"input model: test {_fmt_acc(state.records['input']['test'])}")
