@@ -77,6 +77,8 @@ def test_distillation_loss_matches_formula():
     for temp_ in (temp, 1.0):
         got = distillation_loss(alpha, temp_, "mse")(pack_targets(y, t, 4), s).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-5)
+    with pytest.raises(InputError, match="logit_loss 'l2'"):
+        distillation_loss(alpha, temp, "l2")
 
 
 def _tiny_data(n=256, seq=12, vocab=60, classes=4, seed=0):

@@ -37,6 +37,12 @@ def distillation_loss(alpha: float, temperature: float, logit_loss: str = "kl") 
     `logit_loss` "mse": the soft term is the mean squared difference of the logits (Tang et al.
     2019), in place of T^2 * KL; `temperature` is then unused.
     """
+    from .config import LOGIT_LOSSES
+
+    if logit_loss not in LOGIT_LOSSES:
+        from .errors import InputError
+
+        raise InputError(f"distill.logit_loss {logit_loss!r} is not one of: {', '.join(LOGIT_LOSSES)}")
     t = float(temperature)
 
     def loss(y_packed, logits):
