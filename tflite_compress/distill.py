@@ -19,7 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from .config import DistillConfig
+from .config import FEATURE_LOSSES, LOGIT_LOSSES, DistillConfig
+from .errors import InputError
 from ._tf import keras, tf
 
 
@@ -37,11 +38,7 @@ def distillation_loss(alpha: float, temperature: float, logit_loss: str = "kl") 
     `logit_loss` "mse": the soft term is the mean squared difference of the logits (Tang et al.
     2019), in place of T^2 * KL; `temperature` is then unused.
     """
-    from .config import LOGIT_LOSSES
-
     if logit_loss not in LOGIT_LOSSES:
-        from .errors import InputError
-
         raise InputError(f"distill.logit_loss {logit_loss!r} is not one of: {', '.join(LOGIT_LOSSES)}")
     t = float(temperature)
 
@@ -196,9 +193,6 @@ def feature_loss(kind: str) -> Callable:
         def loss(target, projected):
             return 1.0 - tf.reduce_sum(tf.math.l2_normalize(target, -1) * tf.math.l2_normalize(projected, -1), axis=-1)
     else:
-        from .config import FEATURE_LOSSES
-        from .errors import InputError
-
         raise InputError(f"distill.feature_loss {kind!r} is not one of: {', '.join(FEATURE_LOSSES)}")
     loss.__name__ = f"feature_{kind}"
     return loss
@@ -217,8 +211,6 @@ def with_feature_head(student, feature_dim: int, layer: str = "hidden", seed: in
     It shares every layer with `student` (training it trains the student); the projection
     (`feature_projection`, Dense to `feature_dim`) exists in this model only.
     """
-    from .errors import InputError
-
     try:
         hidden = student.get_layer(layer).output
     except ValueError:
