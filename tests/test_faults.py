@@ -103,8 +103,8 @@ def finished_run(tmp_path_factory, tiny_clinc_file, tiny_recipe):
     res = CliRunner().invoke(main, args(runs))
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in runs.iterdir()) == ["cache", "x"]
-    # the teacher's entry and the learned vocabulary's
-    assert sorted(p.name.split("-")[0] for p in (runs / "cache").iterdir()) == ["npy", "vocab"]
+    # the teacher's entry, the distilled student's and the learned vocabulary's
+    assert sorted(p.name.split("-")[0] for p in (runs / "cache").iterdir()) == ["npy", "student", "vocab"]
     return base, runs, args
 
 
@@ -161,6 +161,7 @@ def test_interrupts_kills_concurrent_runs_and_write_limits(finished_run):
     nxt = CliRunner().invoke(main, args(copies["sigkill"]) + ["--no-cache", "--json"])
     assert nxt.exit_code == 0, nxt.output
     assert json.loads(nxt.stdout)["stages"]["teacher"]["cache_hit"] is False  # --no-cache: the entry is there, unread
+    assert "cache_hit" not in json.loads(nxt.stdout)["stages"]["float"]  # and the student trains, uncached
     assert f"removed {copies['sigkill'] / stale[0]} (left by pid {children['sigkill'].proc.pid}, no longer running)" \
         in nxt.stderr
     assert sorted(p.name for p in copies["sigkill"].iterdir()) == ["cache", "x"]

@@ -196,6 +196,62 @@ def test_second_run_reuses_teacher_cache(tiny_run, cached_quick_run):
     assert "qat" not in second.report["stages"] and "pruned" not in second.report["stages"]
 
 
+def test_second_run_reads_the_distilled_student_from_the_cache(tiny_run, cached_quick_run):
+    """Pruning and QAT off change nothing the float student learns from: its weights are read, not trained."""
+    result, _, runs = tiny_run
+    second, logs, _ = cached_quick_run
+    first_float, second_float = result.report["stages"]["float"], second.report["stages"]["float"]
+    assert first_float["cache_hit"] is False and second_float["cache_hit"] is True
+    assert first_float["cache_key"] == second_float["cache_key"]
+    [entry] = (runs / "cache").glob("student-*.npz")
+    assert entry.name == f"{second_float['cache_key']}.npz"
+    said = [line for line in logs if "read from the cache" in line]
+    assert len(said) == 1 and re.fullmatch(
+        rf"\[4/9\] student: \w+, {second_float['parameters']:,} parameters; distilled before, read from the cache "
+        rf"\({re.escape(entry.name)}\)", said[0]), said
+    assert not any("epochs (cache miss" in line for line in logs)
+    assert second_float["test"] == first_float["test"]
+
+
+def test_student_cache_key_follows_what_training_reads():
+    """Same key for the same inputs; another key when the student, distillation, seed, targets or ids change,
+    and the same when only the later stages (pruning, QAT, conversion) do."""
+    import dataclasses
+    import types
+
+    from tflite_compress.config import Recipe
+    from tflite_compress.pipeline import student_cache_key
+
+    r = Recipe()
+    rng = np.random.default_rng(0)
+    x = {s: rng.integers(0, 50, (8, 16)).astype(np.int32) for s in ("train", "val", "test")}
+    t = {s: rng.normal(size=(8, 4)).astype(np.float32) for s in ("train", "val")}
+
+    def key(recipe=r, x=x, t=t, features=None, alpha=r.distill.alpha):
+        state = types.SimpleNamespace(recipe=recipe, x=x, targets=t, teacher_features=features, alpha=alpha,
+                                      tokenizer=types.SimpleNamespace(vocab=["w"] * 50), label_names=["a", "b", "oos"])
+        return student_cache_key(state)
+
+    base = key()
+    assert base.startswith("student-") and key() == base
+    same = [r.replace(prune=dataclasses.replace(r.prune, epochs=9)), r.replace(qat=dataclasses.replace(r.qat, epochs=9)),
+            r.replace(convert=dataclasses.replace(r.convert, calibration_samples=7)), r.replace(name="other")]
+    assert [key(recipe=v) for v in same] == [base] * len(same)
+    other = {
+        "distill.epochs": key(recipe=r.replace(distill=dataclasses.replace(r.distill, epochs=3))),
+        "student.filters": key(recipe=r.replace(student=dataclasses.replace(r.student, filters=32))),
+        "seed": key(recipe=r.replace(seed=1)),
+        "alpha": key(alpha=0.5),
+        "targets": key(t={**t, "train": t["train"] + 1e-3}),
+        "ids": key(x={**x, "val": x["val"][::-1].copy()}),
+        # features count only when feature distillation is on
+        "features": key(recipe=r.replace(distill=dataclasses.replace(r.distill, feature_weight=1.0)),
+                        features={"train": np.ones((8, 3)), "val": np.ones((8, 3))}),
+    }
+    assert base not in other.values() and len(set(other.values())) == len(other), other
+    assert key(features={"train": np.ones((8, 3)), "val": np.ones((8, 3))}) == base
+
+
 def test_damaged_cache_entries_are_recomputed_to_the_same_figures(tiny_run, cached_quick_run, tiny_clinc_file):
     """A bit-flipped features entry and a truncated logits entry: one line each, recomputed, same figures."""
     from tflite_compress.cache import decode_npz, unseal
@@ -228,6 +284,30 @@ def test_damaged_cache_entries_are_recomputed_to_the_same_figures(tiny_run, cach
     for stage in ("teacher", "float", "int8"):
         assert third.report["stages"][stage]["test"] == second.report["stages"][stage]["test"], stage
     assert third.report["summary"]["size_bytes"] == second.report["summary"]["size_bytes"]
+
+
+def test_damaged_student_entry_is_trained_again(tiny_run, cached_quick_run, tiny_clinc_file):
+    """A cut-short student entry: one line, the student trains again and its entry is written whole."""
+    from tflite_compress.cache import decode_npz, unseal
+    from tflite_compress.pipeline import run_text_pipeline
+
+    _, _, runs = tiny_run
+    _, _, quick = cached_quick_run
+    entries = sorted((runs / "cache").glob("student-*.npz"))
+    assert entries
+    for p in entries:
+        p.write_bytes(p.read_bytes()[:500])
+    logs: list[str] = []
+    again = run_text_pipeline(load_clinc150(tiny_clinc_file), quick, runs / "after-student-damage", runs / "cache",
+                              log=logs.append, verbose=0)
+    said = [line for line in logs if line.startswith("cache: ")]
+    key = again.report["stages"]["float"]["cache_key"]
+    entry = runs / "cache" / f"{key}.npz"
+    assert said == [f"cache: {entry}: no checksum footer (500 bytes: truncated, or written by an older version); "
+                    f"moved to {entry.name}.corrupt, recomputing"]
+    assert again.report["stages"]["float"]["cache_hit"] is False
+    weights = decode_npz(unseal(entry.read_bytes()))
+    assert len(weights) >= 6 and all(np.isfinite(w).all() for w in weights.values())
 
 
 def test_eval_cli_reproduces_report_and_gates(tiny_run, tiny_clinc_file, tmp_path):

@@ -15,8 +15,9 @@ one key: the second waits, then reads what the first wrote.
             arrays = compute()
             store.write(key, encode_npz(arrays))
 
-The teacher cache (`teacher.FeatureCache`) is built on it; a sharded cache with a manifest can
-keep `seal`/`unseal` (or `verify_file`) per shard and `EntryStore` for the manifest.
+The teacher cache (`teacher.FeatureCache`) and the distilled students' (`pipeline.student_stage`)
+are built on it; a sharded cache with a manifest can keep `seal`/`unseal` (or `verify_file`) per
+shard and `EntryStore` for the manifest.
 """
 
 from __future__ import annotations
@@ -89,6 +90,16 @@ def hash_texts(texts) -> str:
     for t in texts:
         h.update(t.encode("utf-8"))
         h.update(b"\x00")
+    return h.hexdigest()
+
+
+def hash_arrays(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays (each name, dtype, shape and bytes, in name order): the array part of cache keys."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
     return h.hexdigest()
 
 

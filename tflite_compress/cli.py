@@ -31,7 +31,8 @@ main.help = (main.help or "") + "\n\n" + EXIT_CODES_HELP
 @click.option("--data", "data_path", type=click.Path(path_type=Path), help="CLINC-style JSON (default: calibration_data/clinc150/data_full.json).")
 @click.option("--calibration", "calibration_path", type=click.Path(path_type=Path),
               help="Calibration folder (laid out as calibration_data/) or text file (default: calibration_data/).")
-@click.option("--no-cache", is_flag=True, help="Compute the teacher's outputs afresh; read and write no cache (RUNS_DIR/cache).")
+@click.option("--no-cache", is_flag=True,
+              help="Compute the teacher's outputs and train the student afresh; read and write no cache (RUNS_DIR/cache).")
 @click.option("--target", type=click.Choice(["npu", "cpu"]), default=None,
               help="Quantization plan (overrides the recipe's convert.target): npu = full integer; "
                    "cpu = the fastest plan measured for XNNPACK on phone CPUs.")

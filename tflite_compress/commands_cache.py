@@ -1,4 +1,5 @@
-"""`tflite-compress cache list|clear`: what the teacher cache holds, and emptying it safely.
+"""`tflite-compress cache list|clear`: what the cache holds (teacher outputs, distilled students),
+and emptying it safely.
 
 `compress` caches under ~/.cache/tflite-compress (or $XDG_CACHE_HOME/tflite-compress) unless
 given `--cache-dir`; `demo` under RUNS_DIR/cache. Entries a running process is computing are
@@ -25,7 +26,7 @@ def _store(cache_dir: Path | None):
 
 @click.group("cache", context_settings=CONTEXT)
 def cache_group() -> None:
-    """The teacher output cache: list its entries (checked), or clear it."""
+    """The cache of teacher outputs and distilled students: list its entries (checked), or clear it."""
 
 
 @cache_group.command("list")

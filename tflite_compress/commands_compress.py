@@ -61,11 +61,12 @@ def _human(result) -> str:
                    "validation rows (default: the one maximising accuracy with oos as a class).")
 @click.option("--unsafe", is_flag=True, help="Allow models with Lambda layers and pickled arrays (they run stored code).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Teacher output cache (default: ~/.cache/tflite-compress).")
+              help="Cache of teacher outputs and distilled students (default: ~/.cache/tflite-compress).")
 @click.option("--target", type=click.Choice(["npu", "cpu"]), default=None,
               help="Quantization plan (overrides the recipe's convert.target): npu = full integer; "
                    "cpu = the fastest plan measured for XNNPACK on phone CPUs.")
-@click.option("--no-cache", is_flag=True, help="Compute the teacher's outputs afresh; read and write no cache.")
+@click.option("--no-cache", is_flag=True,
+              help="Compute the teacher's outputs and train the student afresh; read and write no cache.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (written whole, or not at all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

