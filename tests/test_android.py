@@ -177,6 +177,25 @@ def test_golden_file_carries_the_oos_rule(tiny_run, app, tmp_path):
         deq = android.dequantize_int8(np.array(r["int8"]), **g["output_quantization"])[None]
         assert r["max_softmax"] == pytest.approx(float(max_softmax(deq)[0]), abs=1e-12)
         assert LABELS[int(rule.predict(deq, LABELS)[0])] == r["label_rule"] == g["cases"][r["id"]]["label_rule"]
+    # A max_logit rule just above the median largest logit of the rows answered in scope: it turns
+    # some to out-of-scope, and each row carries the rule's score.
+    from tflite_compress.runtime.oos_rule import max_logit
+
+    deq_rows = [android.dequantize_int8(np.array(r["int8"]), **g["output_quantization"])[None] for r in rows.values()]
+    t = float(np.median([max_logit(d)[0] for d in deq_rows if LABELS[int(d.argmax())] != "oos"])) + 1e-3
+    _edit_info(run, lambda i: i.update(oos_rule={"score": "max_logit", "threshold": t, "label": "oos"}))
+    result = CliRunner().invoke(main, ["export-android", str(run), "--app", str(app), "--golden", str(golden_path)])
+    assert result.exit_code == 0, result.output
+    g = json.loads(golden_path.read_text())
+    assert g["oos_rule"] == {"score": "max_logit", "threshold": t, "label": "oos"}
+    rule = OOSRule.from_info(g["oos_rule"])
+    changed = 0
+    for r in g["rule_outputs"]:
+        deq = android.dequantize_int8(np.array(r["int8"]), **g["output_quantization"])[None]
+        assert r["score"] == float(max_logit(deq)[0])
+        assert LABELS[int(rule.predict(deq, LABELS)[0])] == r["label_rule"] == g["cases"][r["id"]]["label_rule"]
+        changed += r["label_rule"] != r["label"]
+    assert changed > 0, (t, [(r["label"], r["label_rule"], r["score"]) for r in g["rule_outputs"]][:20])
     bad = _copy_run(tiny_run, tmp_path / "bad")
     _edit_info(bad, lambda i: i.update(oos_rule={"score": "max_softmax", "threshold": 2, "label": "oos"}))
     with pytest.raises(InputError, match="threshold"):

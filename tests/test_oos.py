@@ -71,6 +71,42 @@ def test_calibration_is_the_rule_applied_at_every_candidate():
     assert 0.0 < rule.threshold < 1.0
 
 
+def test_max_logit_rule_is_calibrated_and_applied_on_the_largest_logit():
+    """The same calibration on the largest logit: its candidates start at the lowest score (nothing
+    rejected), a threshold outside [0, 1] is valid, and the chosen rule predicts what was measured."""
+    from tflite_compress.runtime.oos_rule import SCORES, max_logit, rule_score
+
+    from tflite_compress.config import OOS_SCORES
+
+    assert OOS_SCORES == SCORES  # the recipe's choices are the runtime's
+    # in-scope rows with a large top logit, out-of-scope rows with a small one; max softmax ties them
+    logits = np.array([[6.0, 0, 0], [7.0, 1.0, 1.0], [2.0, 8.0, 2.0], [1.0, -5.0, -5.0], [2.0, 1.0, 1.0], [0, 3.0, 2.0]])
+    y = np.array([0, 0, 1, 2, 2, 2])
+    np.testing.assert_allclose(max_logit(logits), [6, 7, 8, 1, 2, 3])
+    np.testing.assert_array_equal(rule_score(logits, "max_logit"), max_logit(logits))
+    np.testing.assert_array_equal(rule_score(logits, "max_softmax"), max_softmax(logits))
+    rule, details = calibrate_rule(logits, y, NAMES, "oos", score="max_logit")
+    assert rule.score == "max_logit" and 3.0 < rule.threshold < 6.0
+    assert details["val"]["accuracy"] == 1.0 and details["val_argmax"]["recall_out_of_scope"] == 0.0
+    assert rule.predict(logits, NAMES).tolist() == [0, 0, 1, 2, 2, 2]
+    assert OOSRule.from_info(rule.to_info()) == rule
+    np.testing.assert_allclose(candidate_thresholds(np.array([4.0, -2.0]), floor=None), [-2.0, 1.0])
+    # max softmax cannot separate rows 0 and 3 (the same softmax), so it is below max_logit here
+    _, soft = calibrate_rule(logits, y, NAMES, "oos", score="max_softmax")
+    assert soft["val"]["accuracy"] < 1.0
+    assert OOSRule(threshold=-3.5, label="oos", score="max_logit").predict(logits, NAMES).tolist() == [0, 0, 1, 0, 0, 1]
+    with pytest.raises(InputError, match="finite"):
+        OOSRule.from_info({"score": "max_logit", "threshold": float("inf"), "label": "oos"})
+    with pytest.raises(InputError, match="oos score 'energy'"):
+        calibrate_rule(logits, y, NAMES, "oos", score="energy")
+    from tflite_compress.config import Recipe
+
+    with pytest.raises(InputError, match="oos.score: expected one of max_softmax, max_logit; got 'energy'"):
+        Recipe.from_dict({"oos": {"score": "energy"}})
+    r = rule_report(logits, y, NAMES, "oos", rule)
+    assert r["auroc_max_logit"] == 1.0 and r["auroc_max_softmax"] < 1.0 and r["rule"]["score"] == "max_logit"
+
+
 def test_candidates_start_at_no_rejection():
     assert candidate_thresholds(np.array([0.5, 0.5, 0.9]))[0] == 0.0
     np.testing.assert_allclose(candidate_thresholds(np.array([0.5, 0.9])), [0.0, 0.7])

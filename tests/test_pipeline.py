@@ -151,7 +151,7 @@ def test_oos_rule_is_calibrated_on_val_and_shipped(tiny_run):
     result, logs, _ = tiny_run
     info = json.loads((result.out_dir / "model_info.json").read_text())
     rule = OOSRule.from_info(info["oos_rule"])
-    assert rule.label == "oos" and rule.score == "max_softmax"
+    assert rule.label == "oos" and rule.score == result.recipe.oos.score == "max_logit"  # the default
     st = result.report["stages"]
     o = st["int8"]["oos"]
     assert o["rule"]["threshold"] == rule.threshold == o["calibration"]["threshold"]
@@ -159,15 +159,16 @@ def test_oos_rule_is_calibrated_on_val_and_shipped(tiny_run):
     assert o["calibration"]["val"]["accuracy"] >= o["calibration"]["val_argmax"]["accuracy"]
     assert o["argmax"]["accuracy_in_scope"] == st["int8"]["test"]["accuracy_in_scope"]
     assert o["rule"]["recall_out_of_scope"] >= o["argmax"]["recall_out_of_scope"]
-    assert 0.5 <= o["auroc_max_softmax"] <= 1.0
+    assert 0.5 <= o["auroc_max_softmax"] <= 1.0 and 0.0 <= o["auroc_max_logit"] <= 1.0
     for stage in ("teacher", "float"):
-        assert set(st[stage]["oos"]) >= {"argmax", "rule", "auroc_max_softmax", "calibration"}
+        assert set(st[stage]["oos"]) >= {"argmax", "rule", "auroc_max_softmax", "auroc_max_logit", "calibration"}
+        assert st[stage]["oos"]["rule"]["score"] == "max_logit"
     s = result.report["summary"]
     assert s["oos_rule"] == rule.to_info() and "int8_recall_out_of_scope_rule" in s
     from tflite_compress.pipeline import format_table
 
     assert "oos recall (rule)" in format_table(result.report)
-    assert any("oos rule: max softmax <" in line for line in logs)
+    assert any("oos rule: max logit <" in line for line in logs)
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +324,7 @@ def test_eval_cli_reproduces_report_and_gates(tiny_run, tiny_clinc_file, tmp_pat
     assert out["oos"]["rule"] == rep["rule"] and out["oos"]["argmax"] == rep["argmax"]
     assert out["oos"]["auroc_max_softmax"] == rep["auroc_max_softmax"]
     text = runner.invoke(main, ["eval", model, "--data", str(tiny_clinc_file)]).stdout
-    assert "recall_out_of_scope" in text and "max_softmax <" in text
+    assert "recall_out_of_scope" in text and "max_logit <" in text and "auroc (max logit)" in text
     ok = runner.invoke(main, ["eval", model, "--data", str(tiny_clinc_file), "--min-accuracy", "0.01"])
     assert ok.exit_code == 0, ok.output
     # Shuffled test labels: an accuracy below 1 whatever the model learned, so the gate miss is certain.

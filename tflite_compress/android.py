@@ -353,7 +353,7 @@ def quantization_cases(output_scale: float, output_zero_point: int, seed: int = 
 def make_golden(assets_dir: str | os.PathLike, cases: Sequence[dict] | None = None, data_path=CLINC150_FILE) -> dict:
     """Run each case through the Python tokenizer and the INT8 model in `assets_dir`."""
     from .runtime.interpreter import RuntimeOptions, TFLiteModel
-    from .runtime.oos_rule import OOSRule, max_softmax
+    from .runtime.oos_rule import OOSRule, max_softmax, rule_score
 
     assets = check_app_assets(assets_dir)
     folder = assets.folder
@@ -370,6 +370,7 @@ def make_golden(assets_dir: str | os.PathLike, cases: Sequence[dict] | None = No
     rule = OOSRule.from_info(info["oos_rule"]) if info.get("oos_rule") else None
     deq_all = dequantize_int8(raw, scale, zp) if len(ids) else np.zeros((0, len(labels)), np.float32)
     msp = max_softmax(deq_all) if len(ids) else np.zeros(0)
+    scores = rule_score(deq_all, rule.score) if rule is not None and len(ids) else msp  # what the rule thresholds
     for i, c in enumerate(cases):
         norm = normalize(c["text"], tok.config.lowercase, tok.config.strip_accents)
         pred = int(np.argmax(raw[i]))
@@ -393,12 +394,12 @@ def make_golden(assets_dir: str | os.PathLike, cases: Sequence[dict] | None = No
     rule_rows = []
     if rule is not None:
         # Every out-of-scope case, every case the rule changes, and the ones nearest the threshold.
-        near = np.argsort(np.abs(msp - rule.threshold), kind="stable")[:RULE_BOUNDARY_CASES]
+        near = np.argsort(np.abs(scores - rule.threshold), kind="stable")[:RULE_BOUNDARY_CASES]
         chosen = sorted({i for i, r in enumerate(rows) if r["true_label"] == rule.label or r["label_rule"] != r["label"]}
                         | {int(i) for i in near})
         for i in chosen:
             rule_rows.append({"id": i, "int8": [int(v) for v in raw[i]], "max_softmax": float(msp[i]),
-                              "label_rule": rows[i]["label_rule"], "label": rows[i]["label"]})
+                              "score": float(scores[i]), "label_rule": rows[i]["label_rule"], "label": rows[i]["label"]})
     return {
         "schema_version": GOLDEN_SCHEMA_VERSION,
         "generated_by": "tflite_compress.android.write_golden",

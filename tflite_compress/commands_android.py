@@ -59,7 +59,7 @@ def export_android_cmd(run_dir: Path, app_dir: Path, golden_path: Path | None, d
         c = golden["counts"]
         lines.append(f"golden: {golden_path} ({c['cases']} cases: {c['clinc150_test']} CLINC150 test, "
                      f"{c['varied']} varied, {c.get('clinc150_oos', 0)} CLINC150 out-of-scope, {c['crafted']} crafted)"
-                     + (f"; oos rule max_softmax < {golden['oos_rule']['threshold']:.4f}, "
+                     + (f"; oos rule {golden['oos_rule']['score']} < {golden['oos_rule']['threshold']:.4f}, "
                         f"{len(golden['rule_outputs'])} raw rows for it" if "oos_rule" in golden else ""))
     if "oos_rule" in assets.info:
         r = assets.info["oos_rule"]

@@ -18,6 +18,7 @@ import numpy as np
 
 from .cli_common import emit as _emit
 from .cli_common import guarded
+from .config import OOS_SCORES, OOSConfig
 from .errors import InputError
 from .runtime import RuntimeOptions
 
@@ -270,17 +271,20 @@ def compare_cmd(model_a: Path, model_b: Path | None, data_path: Path | None, sam
 @click.option("--target-oos-recall", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="The lowest threshold reaching this out-of-scope recall on the data "
                    "(default: the one maximising accuracy with out-of-scope as a class).")
+@click.option("--score", type=click.Choice(OOS_SCORES), default=OOSConfig().score, show_default=True,
+              help="What the threshold applies to: the largest logit, or the maximum softmax probability.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @guarded
 def calibrate_oos_cmd(model: Path, data_path: Path, text_column, label_column, oos_label, target_oos_recall,
-                      as_json: bool) -> None:
-    """Choose MODEL's out-of-scope rule (a max-softmax threshold) on labelled validation data and
-    store it in the model_info.json beside MODEL (read by eval, export-android and the app)."""
+                      score: str, as_json: bool) -> None:
+    """Choose MODEL's out-of-scope rule (a threshold on the largest logit or the max softmax) on
+    labelled validation data and store it in the model_info.json beside MODEL (read by eval,
+    export-android and the app)."""
     from .oos import calibrate_model_file
 
-    r = calibrate_model_file(model, data_path, text_column, label_column, target_oos_recall, oos_label)
+    r = calibrate_model_file(model, data_path, text_column, label_column, target_oos_recall, oos_label, score=score)
     v, a = r["val"], r["val_argmax"]
-    _emit(r, as_json, (f"{model}: oos rule max_softmax < {r['threshold']:.4f} -> {r['oos_rule']['label']!r} "
+    _emit(r, as_json, (f"{model}: oos rule {r['oos_rule']['score']} < {r['threshold']:.4f} -> {r['oos_rule']['label']!r} "
                        f"({r['scheme']} on {r['samples']} rows of {data_path})\n"
                        f"  {'':<24}{'arg-max':>10}{'rule':>10}\n"
                        + "\n".join(f"  {k:<24}{a[k]:>10.4f}{v[k]:>10.4f}" for k in

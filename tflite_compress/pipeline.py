@@ -157,7 +157,8 @@ def _oos_figures(recipe: Recipe, val_logits, y_val, test_logits, y_test, label_n
 
     if not recipe.oos.calibrate or not oos_label:
         return {}
-    _, rep = evaluate_oos(val_logits, y_val, test_logits, y_test, label_names, oos_label, recipe.oos.target_recall)
+    _, rep = evaluate_oos(val_logits, y_val, test_logits, y_test, label_names, oos_label, recipe.oos.target_recall,
+                          recipe.oos.score)
     return {"oos": rep} if rep else {}
 
 
@@ -460,7 +461,7 @@ def validate_stage(state: ClassifierState, log: StageLog) -> ClassifierState:
         from .oos import calibrate_rule
 
         rule, rule_calibration = calibrate_rule(TFLiteModel(content).predict(state.x["val"]), state.y["val"], names,
-                                                oos_label, recipe.oos.target_recall)
+                                                oos_label, recipe.oos.target_recall, recipe.oos.score)
     atomic_write_json(work / "model_info.json", model_info(TFLiteModel(content), recipe, names, oos_label,
                                                           text=state.is_text, oos_rule=rule))
     atomic_write_json(work / "recipe.json", recipe.to_dict())
@@ -649,7 +650,7 @@ def _summarise(stages: dict, timings: dict, recipe: Recipe, dataset: Dataset, si
             summary.update({f"{name}_{k}_rule": o["rule"][k] for k in
                             ("accuracy_in_scope", "recall_out_of_scope", "precision_out_of_scope")})
             summary[f"{name}_precision_out_of_scope"] = o["argmax"]["precision_out_of_scope"]
-            summary[f"{name}_auroc_max_softmax"] = o["auroc_max_softmax"]
+            summary.update({f"{name}_{k}": v for k, v in o.items() if k.startswith("auroc_")})
     if "oos" in stages["int8"]:
         summary["oos_rule"] = {k: stages["int8"]["oos"]["rule"][k] for k in ("score", "threshold", "label")}
     if "input" in stages:

@@ -178,7 +178,8 @@ def format_eval(r: dict) -> str:
                                                                f"{rule['threshold']:.4f} -> {rule['label']!r})" if rule else ""))
         for k in ("accuracy_in_scope", "recall_out_of_scope", "precision_out_of_scope"):
             lines.append(f"  {k:<22}{o['argmax'][k]:>10.4f}" + (f"{rule[k]:>10.4f}" if rule else ""))
-        lines.append(f"  {'auroc (max softmax)':<22}{o['auroc_max_softmax']:>10.4f}")
+        for k in sorted(k for k in o if k.startswith("auroc_")):
+            lines.append(f"  {'auroc (' + k[len('auroc_'):].replace('_', ' ') + ')':<22}{o[k]:>10.4f}")
     if "baseline" in r:
         lines.append(f"  {'drop (' + r['metric'] + ')':<22}{r['drop']:>10.4f}")
         lines.append(f"  {'top-1 agreement':<22}{r['agreement_with_baseline']:>10.4f}")

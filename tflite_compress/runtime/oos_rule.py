@@ -1,8 +1,9 @@
 """The out-of-scope rule that ships with a model, applied the way the app applies it (numpy only).
 
-`model_info.json` may hold `"oos_rule": {"score": "max_softmax", "threshold": t, "label": "oos"}`:
-the answer is `label` when the maximum softmax probability of the (dequantized) logits is below
-`t`, else the arg-max label. The JVM core (android_demo/core `IntentCore`) computes the same.
+`model_info.json` may hold `"oos_rule": {"score": S, "threshold": t, "label": "oos"}`: the
+answer is `label` when the score S of the (dequantized) logits is below `t`, else the arg-max
+label. S is `max_softmax` (the maximum softmax probability; t in [0, 1]) or `max_logit` (the
+largest logit; any finite t). The JVM core (android_demo/core `OOSRule`) computes the same.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 
-SCORES = ("max_softmax",)
+SCORES = ("max_softmax", "max_logit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +29,11 @@ class OOSRule:
     def __post_init__(self):
         if self.score not in SCORES:
             raise InputError(f"oos_rule.score {self.score!r} is not one of: {', '.join(SCORES)}")
-        if not (isinstance(self.threshold, (int, float)) and 0.0 <= float(self.threshold) <= 1.0):
+        number = isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
+        if self.score == "max_softmax" and not (number and 0.0 <= float(self.threshold) <= 1.0):
             raise InputError(f"oos_rule.threshold: expected a number in [0, 1], got {self.threshold!r}")
+        if not (number and np.isfinite(float(self.threshold))):
+            raise InputError(f"oos_rule.threshold: expected a finite number, got {self.threshold!r}")
         if not isinstance(self.label, str) or not self.label:
             raise InputError(f"oos_rule.label: expected a label name, got {self.label!r}")
 
@@ -49,7 +53,8 @@ class OOSRule:
         """Class ids under the rule: arg-max, or the rule's label where the score is below the threshold."""
         if self.label not in label_names:
             raise InputError(f"oos_rule.label {self.label!r} is not one of the model's labels")
-        return predict_with_threshold(logits, float(self.threshold), list(label_names).index(self.label))
+        return reject_below(rule_score(logits, self.score), np.asarray(logits).argmax(axis=1), float(self.threshold),
+                            list(label_names).index(self.label))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -63,6 +68,18 @@ def max_softmax(logits: np.ndarray) -> np.ndarray:
     """The maximum softmax probability of each row (1 / sum(exp(z - max z)))."""
     z = np.asarray(logits, np.float64)
     return 1.0 / np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)
+
+
+def max_logit(logits: np.ndarray) -> np.ndarray:
+    """The largest (dequantized) logit of each row."""
+    return np.asarray(logits, np.float64).max(axis=1)
+
+
+def rule_score(logits: np.ndarray, score: str) -> np.ndarray:
+    """The rule's score of each row (higher: more in-scope): `max_softmax` or `max_logit`."""
+    if score not in SCORES:
+        raise InputError(f"oos_rule.score {score!r} is not one of: {', '.join(SCORES)}")
+    return max_softmax(logits) if score == "max_softmax" else max_logit(logits)
 
 
 def predict_with_threshold(logits: np.ndarray, threshold: float, oos_index: int) -> np.ndarray:
@@ -113,10 +130,11 @@ def oos_metrics(y_true: np.ndarray, y_pred: np.ndarray, oos_index: int) -> dict:
 def rule_report(logits: np.ndarray, y_true: np.ndarray, label_names: Sequence[str], oos_label: str,
                 rule: OOSRule | None) -> dict:
     """Both schemes on the same logits: `argmax` (no threshold) and `rule` (when there is one),
-    plus the AUROC of the max-softmax score for telling out-of-scope rows apart."""
+    plus the AUROC of each score for telling out-of-scope rows apart."""
     oos_index = list(label_names).index(oos_label)
+    is_oos = np.asarray(y_true) == oos_index
     out = {"argmax": oos_metrics(y_true, np.asarray(logits).argmax(axis=1), oos_index),
-           "auroc_max_softmax": auroc(max_softmax(logits), np.asarray(y_true) == oos_index)}
+           **{f"auroc_{s}": auroc(rule_score(logits, s), is_oos) for s in SCORES}}
     if rule is not None:
         out["rule"] = {**oos_metrics(y_true, rule.predict(logits, label_names), oos_index), **rule.to_info()}
     return out

@@ -128,7 +128,7 @@ public final class IntentCore {
         float[] logits = outputQuantization.dequantize(raw);
         int top = TopK.indices(logits, 1)[0];
         double p = OOSRule.maxSoftmax(logits);
-        if (info.oosRule != null && p < info.oosRule.threshold) {
+        if (info.oosRule != null && info.oosRule.rejects(logits)) {
             int oos = labels.index(info.oosRule.label);
             return new Decision(oos, info.oosRule.label, p, true);
         }

@@ -106,6 +106,26 @@ class CoreUnitTest {
     }
 
     @Test
+    void outOfScopeRuleScoresMaxLogitOrMaxSoftmax() {
+        float[] logits = {2.5f, -1f, 0.5f};
+        double p = 1.0 / (1.0 + Math.exp(-3.5) + Math.exp(-2.0));
+        assertEquals(p, OOSRule.maxSoftmax(logits), 1e-15);
+        assertEquals(2.5, OOSRule.maxLogit(logits));
+        OOSRule logit = new OOSRule("max_logit", 3.0, "oos");  // a logit threshold may lie outside [0, 1]
+        assertEquals(2.5, logit.score(logits));
+        assertTrue(logit.rejects(logits));
+        assertFalse(new OOSRule("max_logit", 2.5, "oos").rejects(logits));  // below, not at, the threshold
+        assertFalse(new OOSRule("max_logit", -7.25, "oos").rejects(logits));
+        OOSRule softmax = new OOSRule("max_softmax", 0.8, "oos");
+        assertEquals(p, softmax.score(logits));
+        assertEquals(p < 0.8, softmax.rejects(logits));
+        assertThrows(IllegalArgumentException.class, () -> new OOSRule("max_softmax", 3.0, "oos"));
+        assertThrows(IllegalArgumentException.class, () -> new OOSRule("max_logit", Double.NaN, "oos"));
+        assertThrows(IllegalArgumentException.class, () -> new OOSRule("max_logit", Double.POSITIVE_INFINITY, "oos"));
+        assertThrows(IllegalArgumentException.class, () -> new OOSRule("energy", 0.5, "oos"));
+    }
+
+    @Test
     void topKBreaksTiesTowardTheLowerIndexAndQuantizeRejectsNan() {
         assertArrayEquals(new int[] {1, 3, 0}, TopK.indices(new float[] {1f, 5f, -1f, 5f}, 3));
         assertArrayEquals(new int[] {3, 1}, TopK.indices(new byte[] {0, 7, -8, 9}, 2));

@@ -101,6 +101,7 @@ class GoldenTokenizerTest {
             return;
         }
         assertEquals(((Number) rule.get("threshold")).doubleValue(), core.info.oosRule.threshold);
+        assertEquals(rule.get("score"), core.info.oosRule.score);
         assertEquals(rule.get("label"), core.info.oosRule.label);
         List<Object> rows = (List<Object>) golden.get("rule_outputs");
         List<Object> cases = (List<Object>) golden.get("cases");
@@ -112,6 +113,10 @@ class GoldenTokenizerTest {
             IntentCore.Decision d = core.decide(raw);
             String where = "rule row " + r.get("id");
             assertEquals(((Number) r.get("max_softmax")).doubleValue(), d.maxProbability, 1e-12, where);
+            if (r.containsKey("score")) {  // the rule's own score (golden files written since max_logit)
+                float[] logits = core.outputQuantization.dequantize(raw);
+                assertEquals(((Number) r.get("score")).doubleValue(), core.info.oosRule.score(logits), 1e-12, where);
+            }
             assertEquals(r.get("label_rule"), d.label, where);
             Map<String, Object> c = (Map<String, Object>) cases.get(((Long) r.get("id")).intValue());
             assertEquals(c.get("label_rule"), d.label, where);
