@@ -132,7 +132,12 @@ def test_report_renders_in_chromium_with_every_image_decoded(run_dir, tmp_path, 
     written = json.loads(res.output)
     page = out.read_text(encoding="utf-8")
     assert written["images"] == page.count("<img ") >= 12
-    for title in ("Size vs INT8 accuracy_in_scope across runs", "Out-of-scope rule", "shipped threshold 0.420",
+    # the first run ships the default rule (max_logit), the second a max_softmax one: each sweep is on its own score
+    first_rule = json.loads((run_dir / "model_info.json").read_text())["oos_rule"]
+    assert first_rule["score"] == "max_logit"
+    for title in ("Size vs INT8 accuracy_in_scope across runs", "Out-of-scope rule: max logit",
+                  "Out-of-scope rule: max softmax", "shipped threshold 0.420",
+                  f"shipped threshold {first_rule['threshold']:.3f}",
                   "Most confused pairs", "invoke() latency", "XNNPACK delegation"):
         assert title in page or title in _svg_texts(page), title
 

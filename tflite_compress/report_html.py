@@ -266,7 +266,7 @@ def _delegation(model_path: Path) -> dict:
 
 
 def _data_scores(run: Run, data: Path) -> dict:
-    """Run the file on labelled texts: true ids, predictions and max-softmax scores."""
+    """Run the file on labelled texts: true ids, predictions and (dequantized) logits."""
     from .data import TextSplit, load_text_file
     from .runtime import load_bundle
 
@@ -276,15 +276,13 @@ def _data_scores(run: Run, data: Path) -> dict:
     split = load_text_file(data)
     y = TextSplit(split.texts, split.labels).label_ids(bundle.labels, str(data))
     logits = bundle.model.predict(bundle.tokenizer.encode_batch(split.texts), batch_size=256).astype(np.float64)
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    return {"y": y, "pred": logits.argmax(axis=1), "score": p.max(axis=1), "labels": bundle.labels,
+    return {"y": y, "pred": logits.argmax(axis=1), "logits": logits, "labels": bundle.labels,
             "oos": bundle.labels.index(bundle.oos_label) if bundle.oos_label in bundle.labels else None}
 
 
 def threshold_sweep(y: np.ndarray, pred: np.ndarray, score: np.ndarray, oos: int,
                     thresholds: Sequence[float]) -> dict:
-    """Out-of-scope recall and precision, and in-scope accuracy, when max-softmax < t answers oos."""
+    """Out-of-scope recall and precision, and in-scope accuracy, when score < t answers oos."""
     rows = {"threshold": [], "recall_out_of_scope": [], "precision_out_of_scope": [], "accuracy_in_scope": []}
     is_oos = y == oos
     for t in thresholds:
@@ -498,18 +496,29 @@ def _oos_section(run: Run, scored: dict | None) -> str:
                          "pass --data (labelled texts with out-of-scope rows) to draw recall and precision against it.")
         if run.info.get("oos_label"):
             return _note("Pass --data (labelled texts with out-of-scope rows) to draw out-of-scope recall and "
-                         "precision against a max-softmax threshold.")
+                         "precision against a threshold on the rule's score.")
         return ""
     if not np.any(scored["y"] == scored["oos"]):
         return _note("The --data rows hold no out-of-scope example.")
-    ts = np.linspace(0.0, 1.0, 101)
-    sweep = threshold_sweep(scored["y"], scored["pred"], scored["score"], scored["oos"], ts)
+    from .runtime.oos_rule import SCORES, rule_score
+
+    kind = rule.get("score") if rule and rule.get("score") in SCORES else "max_softmax"
+    score = rule_score(scored["logits"], kind)
+    if kind == "max_softmax":
+        ts = np.linspace(0.0, 1.0, 101)
+    else:  # the score's own range, the shipped threshold inside it
+        lo, hi = float(score.min()), float(score.max())
+        if isinstance(threshold, (int, float)):
+            lo, hi = min(lo, float(threshold)), max(hi, float(threshold))
+        ts = np.linspace(lo, hi + 1e-9, 101)
+    sweep = threshold_sweep(scored["y"], scored["pred"], score, scored["oos"], ts)
     vline = (f"shipped threshold {float(threshold):.3f}", float(threshold)) if isinstance(threshold, (int, float)) else None
-    img = _img(charts.line_chart("Out-of-scope rule: max softmax < threshold answers out-of-scope", sweep["threshold"],
+    what = kind.replace("_", " ")
+    img = _img(charts.line_chart(f"Out-of-scope rule: {what} < threshold answers out-of-scope", sweep["threshold"],
                                  [("out-of-scope recall", sweep["recall_out_of_scope"]),
                                   ("out-of-scope precision", sweep["precision_out_of_scope"]),
                                   ("in-scope accuracy", sweep["accuracy_in_scope"])],
-                                 "threshold on the max softmax of the INT8 logits", "share", vline),
+                                 f"threshold on the {what} of the INT8 logits", "share", vline),
                "out-of-scope threshold sweep")
     if vline is None:
         img += _note("This run ships no rejection rule (model_info.json has no oos_rule): the curve shows what a threshold would trade.")
