@@ -54,8 +54,9 @@ def _human(result) -> str:
 @click.option("--text-column", default=None, help="Text column (default: text, utterance, sentence or query).")
 @click.option("--label-column", default=None, help="Label column (default: label, intent, category or class).")
 @click.option("--oos-label", default=None,
-              help="The out-of-scope label (default: oos when the data has it): its rule (a max-softmax "
-                   "threshold chosen on the eval data) is stored in model_info.json.")
+              help="The out-of-scope label (default: oos when the data has it): its rule (a threshold on "
+                   "the largest logit, or the recipe's oos.score, chosen on the eval data) is stored in "
+                   "model_info.json.")
 @click.option("--target-oos-recall", type=float, default=None,
               help="Choose the rule's threshold as the lowest reaching this out-of-scope recall on the "
                    "validation rows (default: the one maximising accuracy with oos as a class).")

@@ -187,7 +187,7 @@ class DistillConfig:
 class OOSConfig:
     """Out-of-scope handling, when the data names an out-of-scope label.
 
-    The rule shipped in model_info.json (`oos_rule`): a max-softmax threshold chosen on the
+    The rule shipped in model_info.json (`oos_rule`): a threshold on `score` chosen on the
     validation split, maximising accuracy with out-of-scope as its own class, or the lowest one
     reaching `target_recall` on val. Extra out-of-scope training examples, labelled with the oos
     label for teacher head and student: `chitchat_negatives` open-domain utterances (PyPI
