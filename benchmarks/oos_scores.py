@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tflite_compress.data import load_clinc150  # noqa: E402
+from tflite_compress.oos import candidate_thresholds  # noqa: E402
 from tflite_compress.runtime.oos_rule import auroc, oos_metrics, reject_below, softmax  # noqa: E402
 
 
@@ -44,8 +45,7 @@ def scores(logits: np.ndarray, oos_index: int) -> dict[str, np.ndarray]:
 
 def choose(score: np.ndarray, argmax: np.ndarray, y: np.ndarray, oos_index: int) -> float:
     """The lowest threshold reaching the best val accuracy (-inf: no rejection)."""
-    s = np.unique(score)
-    cands = np.concatenate([[-np.inf], (s[:-1] + s[1:]) / 2])
+    cands = candidate_thresholds(score, floor=-np.inf)
     acc = [np.mean(reject_below(score, argmax, t, oos_index) == y) for t in cands]
     return float(cands[int(np.argmax(acc))])
 

@@ -50,8 +50,6 @@ def test_calibration_maximises_accuracy_with_oos_as_a_class():
 def test_calibration_is_the_rule_applied_at_every_candidate():
     """calibrate_rule's fast path (scores computed once) chooses what applying the rule at each
     candidate threshold chooses, on int8-like logits with many tied scores."""
-    from tflite_compress.runtime.oos_rule import predict_with_threshold
-
     rng = np.random.default_rng(3)
     names = [f"c{i}" for i in range(9)] + ["oos"]
     y = rng.integers(0, 10, 400)
@@ -60,7 +58,7 @@ def test_calibration_is_the_rule_applied_at_every_candidate():
     logits = np.round(logits * 4) / 4
     for target in (None, 0.5):
         rule, details = calibrate_rule(logits, y, names, "oos", target_recall=target)
-        figures = [oos_metrics(y, predict_with_threshold(logits, float(t), 9), 9)
+        figures = [oos_metrics(y, OOSRule(float(t), "oos").predict(logits, names), 9)
                    for t in candidate_thresholds(max_softmax(logits))]
         if target is None:
             best = figures[int(np.argmax([f["accuracy"] for f in figures]))]

@@ -42,7 +42,7 @@ def calibrate_rule(logits: np.ndarray, y_true: np.ndarray, label_names: Sequence
     scores = rule_score(logits, score)
     cands = candidate_thresholds(scores, 0.0 if score == "max_softmax" else None)
     # the rule at every candidate, with the scores and arg-max computed once (per candidate, as
-    # `predict_with_threshold` does, cost ~18 s per call on CLINC150 val's 3,100 rows)
+    # `OOSRule.predict` does, cost ~18 s per call on CLINC150 val's 3,100 rows)
     argmax = np.asarray(logits).argmax(axis=1)
     figures = [oos_metrics(y_true, reject_below(scores, argmax, t, oos_index), oos_index) for t in cands]
     if target_recall is None:

@@ -82,10 +82,6 @@ def rule_score(logits: np.ndarray, score: str) -> np.ndarray:
     return max_softmax(logits) if score == "max_softmax" else max_logit(logits)
 
 
-def predict_with_threshold(logits: np.ndarray, threshold: float, oos_index: int) -> np.ndarray:
-    return reject_below(max_softmax(logits), np.asarray(logits).argmax(axis=1), threshold, oos_index)
-
-
 def reject_below(scores: np.ndarray, argmax: np.ndarray, threshold: float, oos_index: int) -> np.ndarray:
     """The rule on precomputed scores and arg-max: `oos_index` where the score is below `threshold`."""
     return np.where(scores < threshold, oos_index, argmax)
