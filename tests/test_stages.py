@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -174,12 +176,13 @@ def test_minilm_fine_tune_learns_on_tiny_data(tmp_path):
     texts = ["set a timer for ten minutes", "start a five minute timer", "timer for an hour please",
              "what is the weather today", "will it rain tomorrow", "is it sunny outside"]
     labels = np.array([0, 0, 0, 1, 1, 1])
-    config = TeacherConfig(sequence_length=12, fine_tune=True, fine_tune_epochs=3, fine_tune_learning_rate=1e-4,
+    config = TeacherConfig(sequence_length=12, fine_tune=True, fine_tune_epochs=4, fine_tune_learning_rate=1e-4,
+                           fine_tune_head_learning_rate=1e-2,
                            head_epochs=5)
     teacher = MiniLMTeacher(config)
     before = teacher.features(texts, verbose=0)
     losses = teacher.fine_tune(texts, labels, 2, verbose=0)
-    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert len(losses) == 4 and losses[-1] < losses[0]
     assert not np.allclose(teacher.features(texts, verbose=0), before, atol=1e-3)
 
     splits = {"train": tuple(texts), "test": tuple(texts[:2])}
@@ -189,6 +192,14 @@ def test_minilm_fine_tune_learns_on_tiny_data(tmp_path):
     assert "fine-tuned" in tuned.description and "frozen" in frozen.description
     assert tuned.cache_key != frozen.cache_key
     assert tuned.logits["train"].shape == (6, 2)
+    # the key follows every fine-tuning setting; a frozen encoder's key is the one it always had
+    # (cached features of earlier versions stay valid)
+    from tflite_compress.teacher import _fine_tune_key, teacher_cache_key
+
+    assert teacher_cache_key(config, splits, labels) == tuned.cache_key
+    for change in ({"fine_tune_head_learning_rate": 5e-3}, {"fine_tune_learning_rate": 5e-5}, {"fine_tune_epochs": 2}):
+        assert teacher_cache_key(dataclasses.replace(config, **change), splits, labels) != tuned.cache_key
+    assert _fine_tune_key(TeacherConfig(), None) == [False, 2, 3e-5, None]
 
 
 @pytest.mark.parametrize("hidden", [0, 32])
@@ -212,8 +223,6 @@ def test_teacher_head_steps_per_call_do_not_change_its_logits(hidden, monkeypatc
 def test_teacher_head_ensemble_averages_mlp_heads():
     """`head_hidden` > 0 trains MLP heads, `head_ensemble` of them with consecutive seeds; the logits
     are their mean. On two noisy clusters the ensemble learns them; its members differ (seeds)."""
-    import dataclasses
-
     from tflite_compress.config import TeacherConfig
     from tflite_compress.teacher import head_description, head_parameters, train_head
 

@@ -68,8 +68,11 @@ class TeacherConfig:
     sequence_length: int = 48
     batch_size: int = 256
     fine_tune: bool = False
-    fine_tune_epochs: int = 2
-    fine_tune_learning_rate: float = 3e-5
+    # Fine-tuning (`teacher.MiniLMTeacher.fine_tune`): the encoder's and the fresh head's peak
+    # learning rates, chosen on CLINC150 val (benchmarks/teacher_finetune.py, docs/out-of-scope.md).
+    fine_tune_epochs: int = 3
+    fine_tune_learning_rate: float = 5e-5
+    fine_tune_head_learning_rate: float = 2e-3
     # The head on the encoder's features ("minilm"/"preset"): `head_hidden` 0 is softmax regression;
     # > 0 an MLP (dropout, GELU layer of that width, dropout). `head_ensemble` heads with seeds
     # seed, seed+1, ... are trained and their logits averaged (seconds each, on cached features).
@@ -86,7 +89,7 @@ class TeacherConfig:
         _at_least(self, 1, "sequence_length", "batch_size", "fine_tune_epochs", "head_epochs", "head_batch_size",
                   "head_ensemble")
         _at_least(self, 0, "head_hidden")
-        _positive(self, "fine_tune_learning_rate", "head_learning_rate")
+        _positive(self, "fine_tune_learning_rate", "fine_tune_head_learning_rate", "head_learning_rate")
         _fraction(self, "head_dropout")
 
 

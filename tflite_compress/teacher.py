@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -178,20 +179,69 @@ class MiniLMTeacher:
         return out
 
     def fine_tune(self, texts: Sequence[str], labels: np.ndarray, num_labels: int, verbose: int = 1) -> list[float]:
-        """Fine-tune encoder and a head together (~6 min an epoch of CLINC150 on 2 cores); the loss per epoch."""
-        import keras
+        """Fine-tune the encoder with a fresh linear head on its pooled features; the mean loss per epoch.
 
-        keras.utils.set_random_seed(self.config.seed)
-        inputs = self.encoder.inputs
-        logits = keras.layers.Dense(num_labels, name="head")(self.encoder.outputs[0] * 10.0)
-        model = keras.Model(inputs, logits)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(self.config.fine_tune_learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        history = model.fit(self.encode_inputs(texts), labels, epochs=self.config.fine_tune_epochs,
-                            batch_size=32, verbose=verbose)
-        return [float(v) for v in history.history["loss"]]
+        AdamW, the head at its own rate (`fine_tune_head_learning_rate`: a fresh head at the
+        encoder's 5e-5 barely moves in an epoch), both warmed up linearly over the first 6% of
+        the steps, then cosine-decayed to 0 over all `fine_tune_epochs`; batches of 32 cut to
+        their longest row (rounded up to 8 positions). ~4.5 min an epoch of CLINC150 on 2 cores.
+        """
+        import keras
+        import tensorflow as tf
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        keras.utils.set_random_seed(cfg.seed)
+        head = keras.layers.Dense(num_labels, name="head")
+        model = keras.Model(self.encoder.inputs, head(self.encoder.outputs[0] * 10.0))
+        ids, mask = self.encode_inputs(texts)
+        labels = np.asarray(labels, np.int32)
+        steps = -(-len(ids) // FINE_TUNE_BATCH)
+        total = steps * cfg.fine_tune_epochs
+        warm = max(1, int(FINE_TUNE_WARMUP * total))
+
+        def optimizer(peak: float, decay: float):
+            rate = keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warm), warmup_target=peak,
+                                                          warmup_steps=warm)
+            return keras.optimizers.AdamW(rate, weight_decay=decay)
+
+        opt_enc, opt_head = optimizer(cfg.fine_tune_learning_rate, 0.01), optimizer(cfg.fine_tune_head_learning_rate, 0.0)
+        head_vars = list(head.trainable_variables)
+        head_ids = {id(v) for v in head_vars}
+        enc_vars = [v for v in model.trainable_variables if id(v) not in head_ids]
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        @tf.function(reduce_retracing=True)
+        def step(x, m, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model([x, m], training=True))
+            grads = tape.gradient(loss, enc_vars + head_vars)
+            # the backbone's pooler is not on the path to the head: no gradient, left as it is
+            pairs = [(g, v) for g, v in zip(grads[:len(enc_vars)], enc_vars) if g is not None]
+            opt_enc.apply_gradients(pairs)
+            opt_head.apply_gradients(zip(grads[len(enc_vars):], head_vars))
+            return loss
+
+        rng = np.random.default_rng(cfg.seed)
+        history = []
+        for epoch in range(cfg.fine_tune_epochs):
+            order = rng.permutation(len(ids))
+            losses = []
+            bar = tqdm(range(0, len(order), FINE_TUNE_BATCH), desc=f"fine-tune epoch {epoch + 1}/{cfg.fine_tune_epochs}",
+                       unit="step", disable=not verbose, leave=False)
+            for start in bar:
+                rows = order[start:start + FINE_TUNE_BATCH]
+                width = int(min(ids.shape[1], -(-int(mask[rows].sum(axis=1).max()) // 8) * 8))
+                losses.append(float(step(ids[rows, :width], mask[rows, :width], labels[rows])))
+            history.append(float(np.mean(losses)))
+        return history
+
+
+# Fine-tuning's protocol (`MiniLMTeacher.fine_tune`); its number is in the features' cache key.
+# 1: one AdamW rate for encoder and head, no schedule. 2: the head's own rate, warm-up, cosine decay.
+FINE_TUNE_PROTOCOL = 2
+FINE_TUNE_BATCH = 32
+FINE_TUNE_WARMUP = 0.06
 
 
 def train_linear_head(
@@ -376,7 +426,7 @@ def teacher_features(config: TeacherConfig, splits: dict[str, Sequence[str]], ca
                    if config.fine_tune and train_labels is not None else None)
     src = {"teacher": config.kind + ":" + _hash_file_meta(model_dir),
            "tokenizer": {"sequence_length": config.sequence_length, "vocab": _hash_file_meta(model_dir / "vocab.txt") if (model_dir / "vocab.txt").is_file() else None},
-           "fine_tune": [config.fine_tune, config.fine_tune_epochs, config.fine_tune_learning_rate, labels_hash]}
+           "fine_tune": _fine_tune_key(config, labels_hash)}
     prefix = "features-" + hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()[:8] + "-"
     feats: dict[str, np.ndarray] = {}
     params = 22_713_216  # all-MiniLM-L6-v2's encoder; read from the model when it is loaded
@@ -430,8 +480,17 @@ def _encoder_key_source(config: TeacherConfig, model_dir: Path, splits: dict[str
     return {
         "teacher": config.kind + ":" + _hash_file_meta(model_dir), "data": _data_hash(splits),
         "tokenizer": {"sequence_length": config.sequence_length, "vocab": _hash_file_meta(model_dir / "vocab.txt") if (model_dir / "vocab.txt").is_file() else None},
-        "fine_tune": [config.fine_tune, config.fine_tune_epochs, config.fine_tune_learning_rate, labels_hash if config.fine_tune else None],
+        "fine_tune": _fine_tune_key(config, labels_hash if config.fine_tune else None),
     }
+
+
+def _fine_tune_key(config: TeacherConfig, labels_hash: str | None) -> list:
+    """The fine-tuning settings in an encoder key. A frozen encoder's part is the one it has always
+    had (the defaults of version 1), so features cached by earlier versions stay valid."""
+    if not config.fine_tune:
+        return [False, 2, 3e-5, None]
+    return [True, config.fine_tune_epochs, config.fine_tune_learning_rate, labels_hash,
+            config.fine_tune_head_learning_rate, FINE_TUNE_PROTOCOL]
 
 
 def _encoder_key(source: dict) -> str:
@@ -498,7 +557,12 @@ def teacher_outputs(
                 teacher = MiniLMTeacher(config) if config.kind == "minilm" else PresetTeacher(config, model_dir)
                 params = teacher.parameters
                 if config.fine_tune:
-                    teacher.fine_tune(splits["train"], train_labels, num_labels)
+                    log(f"teacher: fine-tuning the encoder on {len(splits['train'])} train texts, "
+                        f"{config.fine_tune_epochs} epochs (~4-5 min each on 2 cores)")
+                    started = time.time()
+                    losses = teacher.fine_tune(splits["train"], train_labels, num_labels)
+                    log(f"teacher: fine-tuned in {time.time() - started:.0f} s, loss per epoch "
+                        + " ".join(f"{v:.4f}" for v in losses))
                 cached_feats = {name: teacher.features(texts).astype(np.float32) for name, texts in splits.items()}
                 cache.save(enc_key, dict(cached_feats, parameters=np.array(params)))
                 hit = False
