@@ -45,8 +45,8 @@ def _human(result) -> str:
               help="minilm (default for text without MODEL), none, a .keras/.h5/SavedModel, a .tflite, "
                    "a .npy of train logits, or a BERT preset folder.")
 @click.option("--recipe", "recipe", default=None,
-              help="A built-in recipe name (int8-pruned-50 (default), int8-default, int8-pruned-75, int8-oos, qat-only, "
-                   "ptq-only) or a recipe .json path.")
+              help="A built-in recipe name (int8-pruned-50 (default), int8-default, int8-pruned-75, int8-oos, "
+                   "int8-finetuned, qat-only, ptq-only) or a recipe .json path.")
 @click.option("--vocab", type=click.Path(path_type=Path),
               help="vocab.txt the MODEL file was trained with (text models; one token a line, [PAD] and [UNK] first).")
 @click.option("--labels", "labels", type=click.Path(path_type=Path),
