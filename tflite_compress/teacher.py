@@ -558,7 +558,7 @@ def teacher_outputs(
                 params = teacher.parameters
                 if config.fine_tune:
                     log(f"teacher: fine-tuning the encoder on {len(splits['train'])} train texts, "
-                        f"{config.fine_tune_epochs} epochs (~4-5 min each on 2 cores)")
+                        f"{config.fine_tune_epochs} epochs")
                     started = time.time()
                     losses = teacher.fine_tune(splits["train"], train_labels, num_labels)
                     log(f"teacher: fine-tuned in {time.time() - started:.0f} s, loss per epoch "
