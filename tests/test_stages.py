@@ -171,7 +171,7 @@ def test_minilm_fine_tune_learns_on_tiny_data(tmp_path):
     """`teacher.fine_tune: true` trains the encoder with a head: the loss falls, the features move,
     and the cache keeps fine-tuned and frozen features apart."""
     from tflite_compress.config import TeacherConfig
-    from tflite_compress.teacher import MiniLMTeacher, teacher_outputs
+    from tflite_compress.teacher import FINE_TUNE_FEATURE_SCALE, MiniLMTeacher, teacher_outputs
 
     texts = ["set a timer for ten minutes", "start a five minute timer", "timer for an hour please",
              "what is the weather today", "will it rain tomorrow", "is it sunny outside"]
@@ -181,8 +181,11 @@ def test_minilm_fine_tune_learns_on_tiny_data(tmp_path):
                            head_epochs=5)
     teacher = MiniLMTeacher(config)
     before = teacher.features(texts, verbose=0)
-    losses = teacher.fine_tune(texts, labels, 2, verbose=0)
+    seen = []
+    losses = teacher.fine_tune(texts, labels, 2, verbose=0, on_epoch=lambda e, loss, head: seen.append(
+        (e, loss, np.asarray(head(teacher.features(texts, verbose=0) * FINE_TUNE_FEATURE_SCALE)).shape)))
     assert len(losses) == 4 and losses[-1] < losses[0]
+    assert seen == [(e + 1, loss, (6, 2)) for e, loss in enumerate(losses)]  # the hook: each epoch, its head
     assert not np.allclose(teacher.features(texts, verbose=0), before, atol=1e-3)
 
     splits = {"train": tuple(texts), "test": tuple(texts[:2])}

@@ -111,6 +111,11 @@ class FeatureCache:
         self.store.write(key, encode_npz(arrays))
 
 
+def _cut_width(lengths: np.ndarray, full: int) -> int:
+    """Positions a batch of rows of these lengths is cut to: its longest, rounded up to 8, at most `full`."""
+    return int(min(full, -(-int(np.max(lengths)) // 8) * 8))
+
+
 def _masked_mean_model(backbone):
     import keras
 
@@ -174,12 +179,15 @@ class MiniLMTeacher:
         for start in tqdm(range(0, len(order), bs), desc="teacher features", unit="batch",
                           disable=not verbose, leave=False):
             rows = order[start:start + bs]
-            width = int(min(ids.shape[1], -(-int(lengths[rows].max()) // 8) * 8))
+            width = _cut_width(lengths[rows], ids.shape[1])
             out[rows] = np.asarray(self.encoder.predict_on_batch([ids[rows, :width], mask[rows, :width]]))
         return out
 
-    def fine_tune(self, texts: Sequence[str], labels: np.ndarray, num_labels: int, verbose: int = 1) -> list[float]:
+    def fine_tune(self, texts: Sequence[str], labels: np.ndarray, num_labels: int, verbose: int = 1,
+                  on_epoch: Callable | None = None) -> list[float]:
         """Fine-tune the encoder with a fresh linear head on its pooled features; the mean loss per epoch.
+        `on_epoch(epoch, mean loss, head)` is called after each epoch, with the head a Keras Dense
+        layer: `head(features(texts) * FINE_TUNE_FEATURE_SCALE)` are the fine-tuned model's logits.
 
         AdamW, the head at its own rate (`fine_tune_head_learning_rate`: a fresh head at the
         encoder's 5e-5 barely moves in an epoch), both warmed up linearly over the first 6% of
@@ -193,7 +201,7 @@ class MiniLMTeacher:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
         head = keras.layers.Dense(num_labels, name="head")
-        model = keras.Model(self.encoder.inputs, head(self.encoder.outputs[0] * 10.0))
+        model = keras.Model(self.encoder.inputs, head(self.encoder.outputs[0] * FINE_TUNE_FEATURE_SCALE))
         ids, mask = self.encode_inputs(texts)
         labels = np.asarray(labels, np.int32)
         steps = -(-len(ids) // FINE_TUNE_BATCH)
@@ -231,9 +239,11 @@ class MiniLMTeacher:
                        unit="step", disable=not verbose, leave=False)
             for start in bar:
                 rows = order[start:start + FINE_TUNE_BATCH]
-                width = int(min(ids.shape[1], -(-int(mask[rows].sum(axis=1).max()) // 8) * 8))
+                width = _cut_width(mask[rows].sum(axis=1), ids.shape[1])
                 losses.append(float(step(ids[rows, :width], mask[rows, :width], labels[rows])))
             history.append(float(np.mean(losses)))
+            if on_epoch is not None:
+                on_epoch(epoch + 1, history[-1], head)
         return history
 
 
@@ -242,6 +252,7 @@ class MiniLMTeacher:
 FINE_TUNE_PROTOCOL = 2
 FINE_TUNE_BATCH = 32
 FINE_TUNE_WARMUP = 0.06
+FINE_TUNE_FEATURE_SCALE = 10.0  # the head sees L2-normalised features x this
 
 
 def train_linear_head(
