@@ -68,8 +68,9 @@ class TeacherConfig:
     sequence_length: int = 48
     batch_size: int = 256
     fine_tune: bool = False
-    # Fine-tuning (`teacher.MiniLMTeacher.fine_tune`): the encoder's and the fresh head's peak
-    # learning rates, chosen on CLINC150 val (benchmarks/teacher_finetune.py, docs/out-of-scope.md).
+    # Fine-tuning (`teacher.MiniLMTeacher.fine_tune`): epochs and the encoder's and the fresh head's
+    # peak learning rates. One setting, measured on CLINC150 val and not swept: the epochs were read
+    # off it (benchmarks/teacher_finetune.py, docs/out-of-scope.md "A fine-tuned teacher").
     fine_tune_epochs: int = 3
     fine_tune_learning_rate: float = 5e-5
     fine_tune_head_learning_rate: float = 2e-3
